@@ -1,0 +1,21 @@
+//! orchestrate: declarative, cached, reproducible experiment pipelines for the
+//! parameter-efficient fine-tuning lab. The `orchestrate` binary is a thin CLI over
+//! this library.
+//!
+//! The flow, one module per concern:
+//! [`spec`] (TOML → validated, expanded tasks) → [`graph`] (DAG, order, cycles) →
+//! [`plan`] (cache keys, cached or why not) → [`scheduler`] (runs what is missing, emits
+//! [`events`]) → [`tasks`] (one file per kind) writing into the [`store`] →
+//! [`report`] (tables read from the cache). [`commands`] wires them for the CLI.
+
+pub mod commands;
+pub mod events;
+pub mod graph;
+pub mod plan;
+pub mod report;
+pub mod reporter;
+pub mod scheduler;
+pub mod spec;
+pub mod store;
+pub mod tasks;
+pub mod util;

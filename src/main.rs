@@ -1,1 +1,162 @@
-fn main(){}
+//! The `orchestrate` command line: parses arguments and calls `orchestrate::commands`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use clap::{Parser, Subcommand};
+use orchestrate::commands::{self, RunArgs, Settings};
+use orchestrate::reporter::Mode;
+
+#[derive(Parser)]
+#[command(
+    name = "orchestrate",
+    version,
+    about = "Declarative, cached, reproducible experiment pipelines"
+)]
+struct Cli {
+    /// Artifact cache directory.
+    #[arg(
+        long,
+        global = true,
+        env = "ORCHESTRATE_CACHE_DIR",
+        default_value = "cache"
+    )]
+    cache_dir: PathBuf,
+    /// Where `run` and `report` write <experiment>.{md,csv,json}.
+    #[arg(
+        long,
+        global = true,
+        env = "ORCHESTRATE_REPORTS_DIR",
+        default_value = "reports"
+    )]
+    reports_dir: PathBuf,
+    /// Print only the results table and errors.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    /// Machine-readable output: JSON lines for `run`, JSON documents otherwise.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the experiments' tasks that are not cached, then print the comparison table.
+    Run {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Run only this task (a name, a sweep member or a declared name) and its inputs.
+        #[arg(long)]
+        only: Vec<String>,
+        /// Independent tasks to run at once.
+        #[arg(short, long, default_value_t = 1)]
+        jobs: usize,
+        /// Show what would run, and why, without running anything.
+        #[arg(long)]
+        dry_run: bool,
+        /// Stop starting tasks after the first failure.
+        #[arg(long)]
+        fail_fast: bool,
+    },
+    /// Show each task's key and whether it is cached or will run, and why.
+    #[command(alias = "status")]
+    Plan {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Explain why a task would run: its key, its parts and what changed.
+    Why {
+        task: String,
+        /// The experiment file.
+        #[arg(short, long, default_value = "experiments/lab.toml")]
+        experiment: PathBuf,
+    },
+    /// Regenerate the comparison tables from the cache; runs nothing.
+    Report {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Remove artifacts that none of the given experiments references.
+    Gc {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List the artifacts in the cache.
+    Ls,
+}
+
+static CANCEL: AtomicBool = AtomicBool::new(false);
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mode = if cli.json {
+        Mode::Json
+    } else if cli.quiet {
+        Mode::Quiet
+    } else {
+        Mode::Human
+    };
+    let settings = Settings {
+        cache_dir: cli.cache_dir,
+        reports_dir: cli.reports_dir,
+        mode,
+    };
+    let _ = ctrlc::set_handler(|| {
+        if CANCEL.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("interrupting: running tasks stop at their next step, nothing partial is kept (Ctrl-C again to quit now)");
+    });
+    let result = match cli.command {
+        Command::Run {
+            files,
+            only,
+            jobs,
+            dry_run,
+            fail_fast,
+        } => commands::run(
+            &settings,
+            &files,
+            &RunArgs {
+                only,
+                jobs,
+                dry_run,
+                fail_fast,
+                cancel: &CANCEL,
+            },
+        ),
+        Command::Plan { files } => commands::status(&settings, &files)
+            .map(|out| print!("{out}"))
+            .map(|()| true),
+        Command::Why { task, experiment } => commands::why(&settings, &experiment, &task)
+            .map(|out| print!("{out}"))
+            .map(|()| true),
+        Command::Report { files } => commands::report(&settings, &files),
+        Command::Gc { files, dry_run } => commands::gc(&settings, &files, dry_run)
+            .map(|out| print!("{out}"))
+            .map(|()| true),
+        Command::Ls => commands::ls(&settings)
+            .map(|out| print!("{out}"))
+            .map(|()| true),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(err) => {
+            if err
+                .downcast_ref::<orchestrate::spec::error::SpecError>()
+                .is_some()
+            {
+                eprintln!("error: {err}");
+                ExitCode::from(2)
+            } else {
+                eprintln!("error: {err:#}");
+                ExitCode::from(1)
+            }
+        }
+    }
+}

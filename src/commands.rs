@@ -1,0 +1,446 @@
+//! The CLI's commands as library functions: each wires the phases (spec → plan →
+//! scheduler → report) and returns what to print, so `main.rs` stays a thin clap layer and
+//! tests can call them directly.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use anyhow::{bail, Context as _, Result};
+use comfy_table::{presets, ContentArrangement, Table};
+use serde_json::json;
+
+use crate::plan::{self, short, Plan, Reason, Status};
+use crate::report;
+use crate::reporter::{Mode, Reporter};
+use crate::scheduler::{self, Options};
+use crate::spec::{self, Experiment};
+use crate::store::Store;
+use crate::util::human_duration;
+
+/// Settings shared by every command.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub cache_dir: PathBuf,
+    pub reports_dir: PathBuf,
+    pub mode: Mode,
+}
+
+pub fn load(path: &Path) -> Result<Experiment> {
+    spec::load(path).map_err(anyhow::Error::new)
+}
+
+pub struct RunArgs<'a> {
+    pub only: Vec<String>,
+    pub jobs: usize,
+    pub dry_run: bool,
+    pub fail_fast: bool,
+    pub cancel: &'a AtomicBool,
+}
+
+/// `run`: returns true when every selected task is cached or succeeded.
+pub fn run(settings: &Settings, files: &[PathBuf], args: &RunArgs) -> Result<bool> {
+    let mut all_ok = true;
+    for file in files {
+        let experiment = load(file)?;
+        let selection = select(&experiment, &args.only)?;
+        if args.dry_run {
+            let store = Store::open_existing(&settings.cache_dir);
+            let plan = plan::plan(&experiment, &store)?;
+            print!("{}", render_plan(&plan, selection.as_ref(), settings.mode)?);
+            continue;
+        }
+        let store = Store::open(&settings.cache_dir)?;
+        let plan = plan::plan(&experiment, &store)?;
+        let reporter = Reporter::new(settings.mode);
+        let options = Options {
+            jobs: args.jobs,
+            only: selection,
+            fail_fast: args.fail_fast,
+            cancel: args.cancel,
+        };
+        let summary = scheduler::run(&plan, &store, &options, &|event| reporter.handle(event))?;
+        all_ok &= summary.failures().is_empty()
+            && summary.count(|o| matches!(o, scheduler::Outcome::Skipped(_))) == 0;
+        // The table is regenerated from the cache, exactly as `report` would.
+        let plan = plan::plan(&experiment, &store)?;
+        let report = report::collect(&plan, &store)?;
+        emit_report(settings, &report)?;
+    }
+    Ok(all_ok)
+}
+
+/// `--only` names: a task, a sweep member, or a declared name (all its members).
+fn select(experiment: &Experiment, only: &[String]) -> Result<Option<BTreeSet<usize>>> {
+    if only.is_empty() {
+        return Ok(None);
+    }
+    let mut selected = BTreeSet::new();
+    for name in only {
+        let matches: Vec<usize> = experiment
+            .tasks
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.name == *name || t.group == *name)
+            .map(|(i, _)| i)
+            .collect();
+        if matches.is_empty() {
+            bail!(
+                "--only {name}: no such task in {} (tasks: {})",
+                experiment.path.display(),
+                task_names(experiment)
+            );
+        }
+        selected.extend(matches);
+    }
+    Ok(Some(selected))
+}
+
+fn task_names(experiment: &Experiment) -> String {
+    experiment
+        .tasks
+        .iter()
+        .map(|t| t.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn emit_report(settings: &Settings, report: &report::Report) -> Result<()> {
+    let paths = report::write_files(report, &settings.reports_dir)?;
+    match settings.mode {
+        Mode::Json => println!(
+            "{}",
+            serde_json::to_string(&json!({"event": "report", "report": report, "files": paths}))?
+        ),
+        Mode::Human | Mode::Quiet => {
+            if !report.rows.is_empty() {
+                println!("{}", report::table(report));
+            }
+            if !report.missing.is_empty() {
+                eprintln!("not in the cache: {}", report.missing.join(", "));
+            }
+            if settings.mode == Mode::Human {
+                let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+                eprintln!("report written to {}", shown.join(", "));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `plan` / `status`.
+pub fn status(settings: &Settings, files: &[PathBuf]) -> Result<String> {
+    let store = Store::open_existing(&settings.cache_dir);
+    let mut out = String::new();
+    for file in files {
+        let experiment = load(file)?;
+        let plan = plan::plan(&experiment, &store)?;
+        out += &render_plan(&plan, None, settings.mode)?;
+    }
+    Ok(out)
+}
+
+fn render_plan(plan: &Plan, selection: Option<&BTreeSet<usize>>, mode: Mode) -> Result<String> {
+    let experiment = plan.experiment;
+    let selected = selection.map(|roots| {
+        crate::graph::TaskGraph::new(&experiment.tasks)
+            .with_dependencies(&roots.iter().copied().collect::<Vec<_>>())
+    });
+    let rows: Vec<usize> = (0..experiment.tasks.len())
+        .filter(|i| selected.as_ref().is_none_or(|s| s.contains(i)))
+        .collect();
+    if mode == Mode::Json {
+        let tasks: Vec<_> = rows
+            .iter()
+            .map(|&i| {
+                let (task, entry) = (&experiment.tasks[i], &plan.entries[i]);
+                let reasons: Vec<_> = match &entry.status {
+                    Status::Cached(_) => Vec::new(),
+                    Status::Run(reasons) => reasons.iter().map(|r| json!({"detail": r, "message": r.to_string()})).collect(),
+                };
+                json!({"task": task.name, "kind": task.kind.kind(), "key": entry.key, "cached": entry.status.is_cached(), "reasons": reasons})
+            })
+            .collect();
+        return Ok(serde_json::to_string_pretty(
+            &json!({"experiment": experiment.name, "tasks": tasks}),
+        )? + "\n");
+    }
+    let mut table = Table::new();
+    table
+        .load_preset(presets::UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(["task", "kind", "key", "status", "why"]);
+    let mut to_run = 0;
+    for &i in &rows {
+        let (task, entry) = (&experiment.tasks[i], &plan.entries[i]);
+        let (status, why) = match &entry.status {
+            Status::Cached(manifest) => (
+                "cached".to_string(),
+                format!(
+                    "built {} in {}",
+                    manifest.created,
+                    human_duration(manifest.duration_s)
+                ),
+            ),
+            Status::Run(reasons) => {
+                to_run += 1;
+                (
+                    "run".to_string(),
+                    reasons
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                )
+            }
+        };
+        table.add_row([
+            task.name.clone(),
+            task.kind.kind().to_string(),
+            short(&entry.key).to_string(),
+            status,
+            why,
+        ]);
+    }
+    Ok(format!(
+        "{} ({}): {} tasks, {to_run} to run\n{table}\n",
+        experiment.name,
+        experiment.path.display(),
+        rows.len()
+    ))
+}
+
+/// `why TASK`: the key, its parts, and why the task would run, following changed inputs
+/// upstream.
+pub fn why(settings: &Settings, file: &Path, task_name: &str) -> Result<String> {
+    let experiment = load(file)?;
+    let store = Store::open_existing(&settings.cache_dir);
+    let plan = plan::plan(&experiment, &store)?;
+    let indices: Vec<usize> = match experiment.find(task_name) {
+        Some(i) => vec![i],
+        None => experiment
+            .tasks
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.group == task_name)
+            .map(|(i, _)| i)
+            .collect(),
+    };
+    if indices.is_empty() {
+        bail!(
+            "no task `{task_name}` in {} (tasks: {})",
+            file.display(),
+            task_names(&experiment)
+        );
+    }
+    if settings.mode == Mode::Json {
+        let items: Vec<_> = indices
+            .iter()
+            .map(|&i| {
+                let entry = &plan.entries[i];
+                let reasons: Vec<Reason> = match &entry.status {
+                    Status::Cached(_) => Vec::new(),
+                    Status::Run(r) => r.clone(),
+                };
+                json!({"task": experiment.tasks[i].name, "key": entry.key, "parts": entry.parts, "cached": entry.status.is_cached(), "reasons": reasons})
+            })
+            .collect();
+        return Ok(serde_json::to_string_pretty(&items)? + "\n");
+    }
+    let mut out = String::new();
+    for index in indices {
+        let (task, entry) = (&experiment.tasks[index], &plan.entries[index]);
+        let _ = writeln!(
+            out,
+            "task {} (kind {}) in {}",
+            task.name,
+            task.kind.kind(),
+            experiment.name
+        );
+        let _ = writeln!(out, "key  {}", entry.key);
+        explain(&plan, index, 0, &mut out);
+        let _ = writeln!(
+            out,
+            "key parts:\n{}",
+            serde_json::to_string_pretty(&entry.parts)?
+        );
+    }
+    Ok(out)
+}
+
+fn explain(plan: &Plan, index: usize, depth: usize, out: &mut String) {
+    let indent = "  ".repeat(depth + 1);
+    let experiment = plan.experiment;
+    match &plan.entries[index].status {
+        Status::Cached(manifest) => {
+            let _ = writeln!(
+                out,
+                "{indent}cached: built {} by `{}` ({}) in {}",
+                manifest.created,
+                manifest.task,
+                manifest.experiment,
+                human_duration(manifest.duration_s)
+            );
+        }
+        Status::Run(reasons) => {
+            let _ = writeln!(out, "{indent}will run:");
+            for reason in reasons {
+                let _ = writeln!(out, "{indent}- {reason}");
+                if let Reason::InputChanged { slot, .. } = reason {
+                    if let Some(&upstream) = experiment.tasks[index].inputs.get(slot) {
+                        let _ = writeln!(
+                            out,
+                            "{indent}  because `{}`:",
+                            experiment.tasks[upstream].name
+                        );
+                        explain(plan, upstream, depth + 2, out);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `report`: pure read of the cache. Returns false when some reporting task is missing.
+pub fn report(settings: &Settings, files: &[PathBuf]) -> Result<bool> {
+    let store = Store::open_existing(&settings.cache_dir);
+    let mut complete = true;
+    for file in files {
+        let experiment = load(file)?;
+        let plan = plan::plan(&experiment, &store)?;
+        let report = report::collect(&plan, &store)?;
+        complete &= report.missing.is_empty();
+        if !report.missing.is_empty() && settings.mode != Mode::Json {
+            eprintln!("{}: {} of {} reported tasks are not in the cache; run `orchestrate run {}` to compute them", experiment.name, report.missing.len(), report.missing.len() + report.rows.len(), file.display());
+        }
+        emit_report(settings, &report)?;
+    }
+    Ok(complete)
+}
+
+/// `gc`: removes artifacts no given experiment references, and abandoned staging dirs.
+pub fn gc(settings: &Settings, files: &[PathBuf], dry_run: bool) -> Result<String> {
+    if files.is_empty() {
+        bail!("gc needs the experiment files whose artifacts to keep");
+    }
+    let store = Store::open_existing(&settings.cache_dir);
+    let mut keep = BTreeSet::new();
+    for file in files {
+        let experiment = load(file)?;
+        keep.extend(
+            plan::plan(&experiment, &store)?
+                .entries
+                .into_iter()
+                .map(|e| e.key),
+        );
+    }
+    let (mut removed, mut bytes) = (0usize, 0u64);
+    let mut out = String::new();
+    for (key, manifest) in store.list()? {
+        if keep.contains(&key) {
+            continue;
+        }
+        let (label, size) = match &manifest {
+            Ok(m) => (format!("{} ({})", m.task, m.experiment), m.size()),
+            Err(_) => ("unreadable manifest".to_string(), 0),
+        };
+        let _ = writeln!(
+            out,
+            "{} {} {label}",
+            if dry_run { "would remove" } else { "removed" },
+            short(&key)
+        );
+        if !dry_run {
+            store.remove(&key)?;
+        }
+        removed += 1;
+        bytes += size;
+    }
+    for staging in store.abandoned_staging()? {
+        let _ = writeln!(
+            out,
+            "{} abandoned {}",
+            if dry_run { "would remove" } else { "removed" },
+            staging.display()
+        );
+        if !dry_run {
+            std::fs::remove_dir_all(&staging)
+                .with_context(|| format!("cannot remove {}", staging.display()))?;
+        }
+    }
+    let _ = writeln!(
+        out,
+        "{} {removed} artifacts ({:.1} MB), kept {}",
+        if dry_run { "would remove" } else { "removed" },
+        bytes as f64 / 1e6,
+        keep.len()
+    );
+    Ok(out)
+}
+
+/// `ls`: what the cache holds.
+pub fn ls(settings: &Settings) -> Result<String> {
+    let store = Store::open_existing(&settings.cache_dir);
+    let entries = store.list()?;
+    if settings.mode == Mode::Json {
+        let items: Vec<_> = entries
+            .iter()
+            .map(|(key, manifest)| match manifest {
+                Ok(m) => json!({"key": key, "kind": m.parts.get("kind"), "task": m.task, "experiment": m.experiment, "bytes": m.size(), "created": m.created, "duration_s": m.duration_s}),
+                Err(err) => json!({"key": key, "error": format!("{err:#}")}),
+            })
+            .collect();
+        return Ok(serde_json::to_string_pretty(&items)? + "\n");
+    }
+    let mut table = Table::new();
+    table.load_preset(presets::UTF8_FULL_CONDENSED).set_header([
+        "key",
+        "kind",
+        "task",
+        "experiment",
+        "size",
+        "created",
+        "took",
+    ]);
+    let mut total = 0;
+    for (key, manifest) in &entries {
+        match manifest {
+            Ok(m) => {
+                total += m.size();
+                let kind = m
+                    .parts
+                    .get("kind")
+                    .and_then(|k| k.as_str())
+                    .unwrap_or("?")
+                    .to_string();
+                table.add_row([
+                    short(key).to_string(),
+                    kind,
+                    m.task.clone(),
+                    m.experiment.clone(),
+                    format!("{:.2} MB", m.size() as f64 / 1e6),
+                    m.created.clone(),
+                    human_duration(m.duration_s),
+                ]);
+            }
+            Err(err) => {
+                table.add_row([
+                    short(key).to_string(),
+                    "?".into(),
+                    format!("unreadable: {err:#}"),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                ]);
+            }
+        }
+    }
+    Ok(format!(
+        "{} artifacts, {:.1} MB in {}\n{table}\n",
+        entries.len(),
+        total as f64 / 1e6,
+        store.root().display()
+    ))
+}

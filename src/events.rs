@@ -1,0 +1,84 @@
+//! The contract between the scheduler and reporters: owned, serializable events with
+//! lifecycle names. The scheduler emits them through a callback and knows nothing about
+//! terminals or JSON; `crate::reporter` turns them into progress bars or JSON lines.
+
+use serde::Serialize;
+
+use crate::tasks::Metrics;
+
+/// An event with the seconds since the run started.
+#[derive(Debug, Clone, Serialize)]
+pub struct Envelope {
+    pub elapsed_s: f64,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// Planning is done; `to_run` tasks will execute, `cached` come from the cache.
+    RunStarted {
+        experiment: String,
+        tasks: usize,
+        to_run: usize,
+        cached: usize,
+        jobs: usize,
+    },
+    /// A task's artifact was found (and verified) in the cache.
+    TaskCached {
+        task: String,
+        key: String,
+    },
+    /// A task started; `reasons` say why it was not cached.
+    TaskStarted {
+        task: String,
+        kind: String,
+        key: String,
+        reasons: Vec<String>,
+    },
+    /// Progress inside a long task (`total` 0 when unknown).
+    TaskProgress {
+        task: String,
+        done: u64,
+        total: u64,
+        message: String,
+    },
+    /// A task finished and its artifact is published.
+    TaskFinished {
+        task: String,
+        key: String,
+        duration_s: f64,
+        metrics: Metrics,
+    },
+    TaskFailed {
+        task: String,
+        error: String,
+    },
+    /// Not run because a task it depends on failed (or the run stopped).
+    TaskSkipped {
+        task: String,
+        because: String,
+    },
+    RunFinished {
+        ran: usize,
+        cached: usize,
+        failed: usize,
+        skipped: usize,
+        duration_s: f64,
+    },
+}
+
+impl Event {
+    pub fn task(&self) -> Option<&str> {
+        match self {
+            Event::TaskCached { task, .. }
+            | Event::TaskStarted { task, .. }
+            | Event::TaskProgress { task, .. }
+            | Event::TaskFinished { task, .. }
+            | Event::TaskFailed { task, .. }
+            | Event::TaskSkipped { task, .. } => Some(task),
+            Event::RunStarted { .. } | Event::RunFinished { .. } => None,
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! Experiment files: TOML → validated, expanded task instances.
+//!
+//! Phases, one entry function each: [`raw::read`] parses the file and its includes into
+//! declarations (every key keeps its span); [`crate::graph::order_declarations`] orders
+//! them and rejects cycles; [`expand`] applies defaults, expands sweeps (a grid over the
+//! task's `sweep` table, and one instance per member of a swept input) and resolves each
+//! instance's parameters through its kind, so type errors point at the key that caused them.
+
+pub mod error;
+pub mod raw;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use self::error::{Location, SpecError};
+use self::raw::{Declaration, Located, RawExperiment};
+use crate::tasks::DynTask;
+
+/// A loaded experiment: task instances in a deterministic topological order.
+#[derive(Debug)]
+pub struct Experiment {
+    pub name: String,
+    pub description: Option<String>,
+    pub path: PathBuf,
+    pub tasks: Vec<TaskInstance>,
+}
+
+/// One runnable task: a declaration with defaults applied and sweep values fixed.
+#[derive(Debug, Clone)]
+pub struct TaskInstance {
+    /// `tfidf`, or for sweep members `logreg[c=0.1]`.
+    pub name: String,
+    /// The declared name; sweep members share it.
+    pub group: String,
+    pub kind: &'static dyn DynTask,
+    /// Resolved parameters: every default filled in, canonical JSON.
+    pub params: serde_json::Value,
+    /// Input slot → index of the upstream instance in [`Experiment::tasks`].
+    pub inputs: BTreeMap<String, usize>,
+    /// Sweep coordinates, inherited ones first.
+    pub labels: Vec<(String, String)>,
+    /// Directory of the file that declared the task; relative paths resolve here.
+    pub base_dir: PathBuf,
+    pub location: Location,
+}
+
+impl Experiment {
+    pub fn find(&self, name: &str) -> Option<usize> {
+        self.tasks.iter().position(|t| t.name == name)
+    }
+}
+
+/// Loads, validates and expands an experiment file.
+pub fn load(path: &Path) -> Result<Experiment, SpecError> {
+    let raw = raw::read(path)?;
+    let order = crate::graph::order_declarations(&raw.declarations)?;
+    let tasks = expand(&raw, &order)?;
+    let name = raw.name.clone().unwrap_or_else(|| {
+        path.file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "experiment".into())
+    });
+    Ok(Experiment {
+        name,
+        description: raw.description.clone(),
+        path: path.to_path_buf(),
+        tasks,
+    })
+}
+
+/// Expands declarations (given in topological order) into instances.
+fn expand(raw: &RawExperiment, order: &[usize]) -> Result<Vec<TaskInstance>, SpecError> {
+    let mut instances: Vec<TaskInstance> = Vec::new();
+    // Declared name → indices of its instances.
+    let mut members: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for &index in order {
+        let declaration = &raw.declarations[index];
+        let upstream_choices = input_choices(declaration, &instances, &members)?;
+        let mut created = Vec::new();
+        for (inputs, inherited) in join_inputs(&upstream_choices, &instances) {
+            'point: for point in grid(&declaration.sweep) {
+                let mut table = base_table(raw, declaration);
+                let mut labels = inherited.clone();
+                for (param, value) in &point {
+                    let text = label_text(value);
+                    match labels.iter().find(|(k, _)| k == &param.value) {
+                        // Swept here and upstream: only the matching members pair up.
+                        Some((_, upstream)) if *upstream != text => continue 'point,
+                        Some(_) => {}
+                        None => labels.push((param.value.clone(), text)),
+                    }
+                    table.insert(
+                        param.value.clone(),
+                        ((*value).clone(), param.location.clone()),
+                    );
+                }
+                created.push(instances.len());
+                instances.push(resolve_instance(
+                    declaration,
+                    table,
+                    inputs.clone(),
+                    labels,
+                )?);
+            }
+        }
+        members.insert(&declaration.name.value, created);
+    }
+    Ok(instances)
+}
+
+/// For each input slot, the upstream instances it may bind to.
+fn input_choices(
+    declaration: &Declaration,
+    instances: &[TaskInstance],
+    members: &BTreeMap<&str, Vec<usize>>,
+) -> Result<Vec<(String, Vec<usize>)>, SpecError> {
+    let kind = declaration.kind;
+    let task = &declaration.name.value;
+    let mut choices = Vec::new();
+    for slot in kind.slots() {
+        let Some((_, target)) = declaration
+            .inputs
+            .iter()
+            .find(|(s, _)| s.value == slot.name)
+        else {
+            return Err(SpecError::at(
+                &declaration.name.location,
+                Some(format!("tasks.{task}.inputs")),
+                format!(
+                    "task `{task}` needs input `{}` (a task of kind {})",
+                    slot.name,
+                    slot.accepts.join(" or ")
+                ),
+            ));
+        };
+        let candidates = match members.get(target.value.as_str()) {
+            Some(all) => all.clone(),
+            None => match instances.iter().position(|i| i.name == target.value) {
+                Some(one) => vec![one],
+                None => return Err(missing_reference(declaration, slot.name, target, instances)),
+            },
+        };
+        for &candidate in &candidates {
+            let upstream = instances[candidate].kind.kind();
+            if !slot.accepts.contains(&upstream) {
+                return Err(SpecError::at(&target.location, Some(format!("tasks.{task}.inputs.{}", slot.name)), format!("input `{}` of `{task}` must be a task of kind {}, but `{}` is a `{upstream}`", slot.name, slot.accepts.join(" or "), target.value)));
+            }
+        }
+        choices.push((slot.name.to_string(), candidates));
+    }
+    Ok(choices)
+}
+
+fn missing_reference(
+    declaration: &Declaration,
+    slot: &str,
+    target: &Located<String>,
+    instances: &[TaskInstance],
+) -> SpecError {
+    let mut error = SpecError::at(
+        &target.location,
+        Some(format!("tasks.{}.inputs.{slot}", declaration.name.value)),
+        format!("input `{slot}` refers to unknown task `{}`", target.value),
+    );
+    let mut known: Vec<&str> = instances.iter().map(|i| i.group.as_str()).collect();
+    known.dedup();
+    if !known.is_empty() {
+        error = error.note(format!("tasks declared so far: {}", known.join(", ")));
+    }
+    error
+}
+
+/// Every combination of upstream instances whose sweep labels agree on shared keys, with
+/// the merged labels (a natural join, so a diamond never mixes sweep members).
+fn join_inputs(
+    choices: &[(String, Vec<usize>)],
+    instances: &[TaskInstance],
+) -> Vec<(BTreeMap<String, usize>, Vec<(String, String)>)> {
+    let mut combos: Vec<(BTreeMap<String, usize>, Vec<(String, String)>)> =
+        vec![(BTreeMap::new(), Vec::new())];
+    for (slot, candidates) in choices {
+        let mut next = Vec::new();
+        for (inputs, labels) in &combos {
+            'candidate: for &candidate in candidates {
+                let mut merged = labels.clone();
+                for (key, value) in &instances[candidate].labels {
+                    match merged.iter().find(|(k, _)| k == key) {
+                        Some((_, existing)) if existing != value => continue 'candidate,
+                        Some(_) => {}
+                        None => merged.push((key.clone(), value.clone())),
+                    }
+                }
+                let mut inputs = inputs.clone();
+                inputs.insert(slot.clone(), candidate);
+                next.push((inputs, merged));
+            }
+        }
+        combos = next;
+    }
+    combos
+}
+
+/// The cartesian product of a sweep table, in file order.
+fn grid(
+    sweep: &[(Located<String>, Vec<toml::Value>)],
+) -> Vec<Vec<(&Located<String>, &toml::Value)>> {
+    let mut points: Vec<Vec<(&Located<String>, &toml::Value)>> = vec![Vec::new()];
+    for (param, values) in sweep {
+        points = points
+            .iter()
+            .flat_map(|point| {
+                values.iter().map(move |value| {
+                    let mut point = point.clone();
+                    point.push((param, value));
+                    point
+                })
+            })
+            .collect();
+    }
+    points
+}
+
+type ParamTable = BTreeMap<String, (toml::Value, Location)>;
+
+/// Defaults (shared, then per kind), then the task's own parameters.
+fn base_table(raw: &RawExperiment, declaration: &Declaration) -> ParamTable {
+    let kind = declaration.kind;
+    let mut table = ParamTable::new();
+    let shared = raw
+        .defaults
+        .iter()
+        .filter(|d| kind.param_names().contains(&d.key.value.as_str()));
+    let per_kind = raw.kind_defaults.get(kind.kind()).into_iter().flatten();
+    for default in shared.chain(per_kind) {
+        table.insert(
+            default.key.value.clone(),
+            (default.value.clone(), default.key.location.clone()),
+        );
+    }
+    for (key, value) in &declaration.params {
+        table.insert(key.value.clone(), (value.clone(), key.location.clone()));
+    }
+    table
+}
+
+fn resolve_instance(
+    declaration: &Declaration,
+    table: ParamTable,
+    inputs: BTreeMap<String, usize>,
+    labels: Vec<(String, String)>,
+) -> Result<TaskInstance, SpecError> {
+    let task = &declaration.name.value;
+    let locations: BTreeMap<String, Location> = table
+        .iter()
+        .map(|(k, (_, l))| (k.clone(), l.clone()))
+        .collect();
+    let values: toml::Table = table.into_iter().map(|(k, (v, _))| (k, v)).collect();
+    let params = declaration.kind.resolve(values).map_err(|err| {
+        let location = err
+            .key
+            .as_ref()
+            .and_then(|k| locations.get(k))
+            .unwrap_or(&declaration.name.location);
+        let key = err
+            .key
+            .as_ref()
+            .map_or_else(|| format!("tasks.{task}"), |k| format!("tasks.{task}.{k}"));
+        SpecError::at(
+            location,
+            Some(key),
+            format!(
+                "invalid parameters for `{task}` ({}): {}",
+                declaration.kind.kind(),
+                err.message
+            ),
+        )
+    })?;
+    let name = if labels.is_empty() {
+        task.clone()
+    } else {
+        let coordinates: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        format!("{task}[{}]", coordinates.join(","))
+    };
+    Ok(TaskInstance {
+        name,
+        group: task.clone(),
+        kind: declaration.kind,
+        params,
+        inputs,
+        labels,
+        base_dir: declaration.base_dir.clone(),
+        location: declaration.name.location.clone(),
+    })
+}
+
+/// How a sweep value appears in a member name: strings bare, numbers as written.
+fn label_text(value: &toml::Value) -> String {
+    match value {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}

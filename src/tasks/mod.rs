@@ -1,0 +1,220 @@
+//! Task kinds: one file per kind, all behind the [`Task`] trait.
+//!
+//! A kind declares its parameters (a serde struct that rejects unknown fields), the
+//! input slots it reads (other tasks' artifacts), the external files it reads (hashed
+//! into the cache key instead of their paths), a format version (bump it when its
+//! outputs change meaning), and `run`. The scheduler never knows what a kind does; the
+//! store never knows what a file means. Adding a method is one new file plus one line
+//! in [`registry`].
+
+pub mod classify;
+pub mod dataset;
+pub mod logreg;
+pub mod naive_bayes;
+pub mod tfidf;
+
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{bail, Context as _, Result};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// An input slot of a task kind: the name used under `inputs` in TOML and the kinds
+/// whose artifacts it accepts.
+#[derive(Debug, Clone, Copy)]
+pub struct Slot {
+    pub name: &'static str,
+    pub accepts: &'static [&'static str],
+}
+
+/// What a task reports about itself; stored as `metrics.json` in its artifact and read by
+/// `report`. The common columns are typed; anything kind-specific goes to `extra`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Metrics {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trainable_params: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub f1: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_time_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_time_s: Option<f64>,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+/// An upstream artifact, already verified by the store.
+#[derive(Debug, Clone)]
+pub struct InputArtifact {
+    pub task: String,
+    pub kind: String,
+    pub dir: PathBuf,
+}
+
+/// Progress callback: (done, total, message).
+pub type ProgressFn<'a> = dyn Fn(u64, u64, &str) + Send + Sync + 'a;
+
+/// Everything a running task may touch.
+pub struct Context<'a> {
+    /// Private staging directory; becomes the artifact when the task succeeds.
+    pub out_dir: PathBuf,
+    /// Directory of the experiment file that declared the task (relative paths resolve here).
+    pub base_dir: PathBuf,
+    pub inputs: BTreeMap<String, InputArtifact>,
+    pub progress: &'a ProgressFn<'a>,
+    pub cancel: &'a AtomicBool,
+}
+
+impl Context<'_> {
+    pub fn input(&self, slot: &str) -> Result<&InputArtifact> {
+        self.inputs
+            .get(slot)
+            .with_context(|| format!("internal: input slot `{slot}` was not wired"))
+    }
+
+    pub fn output(&self, file: &str) -> PathBuf {
+        self.out_dir.join(file)
+    }
+
+    /// Long loops call this so Ctrl-C stops a task between steps, leaving no artifact.
+    pub fn check_cancelled(&self) -> Result<()> {
+        if self.cancel.load(Ordering::Relaxed) {
+            bail!("interrupted");
+        }
+        Ok(())
+    }
+
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        self.base_dir.join(path)
+    }
+}
+
+/// One task kind, statically typed.
+pub trait Task: Send + Sync + 'static {
+    const KIND: &'static str;
+    /// Bump when the kind's outputs change meaning: every cached artifact of the kind
+    /// becomes stale.
+    const VERSION: u32;
+    type Params: Serialize + DeserializeOwned + Send + Sync;
+
+    fn slots() -> &'static [Slot] {
+        &[]
+    }
+
+    /// External files read by the task, by parameter name. Their content digest enters the
+    /// cache key in place of the path, so moving a CSV does not rerun anything and editing
+    /// it does.
+    fn files(_params: &Self::Params) -> Vec<(&'static str, PathBuf)> {
+        Vec::new()
+    }
+
+    /// Whether the task's metrics form a row of the comparison table.
+    fn reports() -> bool {
+        false
+    }
+
+    fn run(params: &Self::Params, ctx: &Context) -> Result<Metrics>;
+}
+
+/// Object-safe face of a [`Task`], used by the spec, the planner and the scheduler.
+pub trait DynTask: Send + Sync {
+    fn kind(&self) -> &'static str;
+    fn version(&self) -> u32;
+    fn slots(&self) -> &'static [Slot];
+    fn reports(&self) -> bool;
+    /// Field names of the parameter struct (for applying `[defaults]`).
+    fn param_names(&self) -> &'static [&'static str];
+    /// Deserializes (and so validates) a parameter table, returning the canonical resolved
+    /// parameters with every default filled in.
+    fn resolve(&self, table: toml::Table) -> Result<serde_json::Value, ParamError>;
+    fn files(&self, params: &serde_json::Value) -> Result<Vec<(&'static str, PathBuf)>>;
+    fn run(&self, params: &serde_json::Value, ctx: &Context) -> Result<Metrics>;
+}
+
+/// A parameter that failed to deserialize: the top-level key (when known) and why.
+#[derive(Debug, Clone)]
+pub struct ParamError {
+    pub key: Option<String>,
+    pub message: String,
+}
+
+struct Kind<T>(PhantomData<fn() -> T>);
+
+impl<T: Task> Kind<T> {
+    fn typed(params: &serde_json::Value) -> Result<T::Params> {
+        serde_json::from_value(params.clone())
+            .with_context(|| format!("internal: resolved {} parameters do not parse", T::KIND))
+    }
+}
+
+impl<T: Task> DynTask for Kind<T> {
+    fn kind(&self) -> &'static str {
+        T::KIND
+    }
+    fn version(&self) -> u32 {
+        T::VERSION
+    }
+    fn slots(&self) -> &'static [Slot] {
+        T::slots()
+    }
+    fn reports(&self) -> bool {
+        T::reports()
+    }
+    fn param_names(&self) -> &'static [&'static str] {
+        crate::util::struct_fields::<T::Params>()
+    }
+    fn resolve(&self, table: toml::Table) -> Result<serde_json::Value, ParamError> {
+        let value = toml::Value::Table(table);
+        let typed: T::Params = serde_path_to_error::deserialize(value).map_err(|err| {
+            let key = err.path().iter().next().and_then(|segment| match segment {
+                serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+                _ => None,
+            });
+            let message = err.inner().to_string();
+            // serde reports an unknown field without a path; recover the key from its message.
+            let key = key.or_else(|| unknown_field(&message));
+            ParamError { key, message }
+        })?;
+        serde_json::to_value(&typed).map_err(|err| ParamError {
+            key: None,
+            message: err.to_string(),
+        })
+    }
+    fn files(&self, params: &serde_json::Value) -> Result<Vec<(&'static str, PathBuf)>> {
+        Ok(T::files(&Self::typed(params)?))
+    }
+    fn run(&self, params: &serde_json::Value, ctx: &Context) -> Result<Metrics> {
+        T::run(&Self::typed(params)?, ctx)
+    }
+}
+
+fn unknown_field(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    Some(rest[..rest.find('`')?].to_string())
+}
+
+/// Every task kind orchestrate knows.
+pub fn registry() -> &'static [&'static dyn DynTask] {
+    static KINDS: &[&dyn DynTask] = &[
+        &Kind::<dataset::Dataset>(PhantomData),
+        &Kind::<tfidf::Tfidf>(PhantomData),
+        &Kind::<logreg::LogReg>(PhantomData),
+        &Kind::<naive_bayes::NaiveBayes>(PhantomData),
+    ];
+    KINDS
+}
+
+pub fn lookup(kind: &str) -> Option<&'static dyn DynTask> {
+    registry().iter().copied().find(|k| k.kind() == kind)
+}
+
+pub fn kind_names() -> Vec<&'static str> {
+    registry().iter().map(|k| k.kind()).collect()
+}

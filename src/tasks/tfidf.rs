@@ -1,0 +1,304 @@
+//! `tfidf`: TF-IDF features of a dataset, fitted on the training split (linfa-preprocessing),
+//! with scikit-learn's defaults: lowercase, tokens `\b\w\w+\b`, smooth idf, L2-normalised
+//! rows, the top `max_features` terms.
+//!
+//! Output: `features.safetensors` (each split as CSR: `{split}.indptr`, `{split}.indices`,
+//! `{split}.data`, `{split}.labels`; `n_features` and `n_classes` in the metadata) and
+//! `vocabulary.json`.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{bail, Context as _, Result};
+use linfa_preprocessing::tf_idf_vectorization::TfIdfVectorizer;
+use ndarray::{Array1, Array2};
+use safetensors::tensor::{Dtype, TensorView};
+use serde::{Deserialize, Serialize};
+use sprs::CsMat;
+
+use super::dataset::{self, Example};
+use super::{Context, Metrics, Slot, Task};
+
+pub struct Tfidf;
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// Keep the most frequent terms only (`0` keeps all).
+    #[serde(default = "default_max_features")]
+    pub max_features: usize,
+    #[serde(default = "yes")]
+    pub lowercase: bool,
+    /// `[min_n, max_n]` word n-grams.
+    #[serde(default = "default_ngram_range")]
+    pub ngram_range: [usize; 2],
+    /// Drop terms in fewer documents: a count (`2`) or a fraction of documents (`0.01`).
+    #[serde(default = "default_min_df")]
+    pub min_df: f64,
+    /// Drop terms in more than this fraction of documents.
+    #[serde(default = "default_max_df")]
+    pub max_df: f64,
+    /// `"l2"` (scikit-learn's default) or `"none"`.
+    #[serde(default = "default_norm")]
+    pub norm: Norm,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+pub enum Norm {
+    L2,
+    None,
+}
+
+fn default_max_features() -> usize {
+    5000
+}
+fn yes() -> bool {
+    true
+}
+fn default_ngram_range() -> [usize; 2] {
+    [1, 1]
+}
+fn default_min_df() -> f64 {
+    1.0
+}
+fn default_max_df() -> f64 {
+    1.0
+}
+fn default_norm() -> Norm {
+    Norm::L2
+}
+
+impl Task for Tfidf {
+    const KIND: &'static str = "tfidf";
+    const VERSION: u32 = 1;
+    type Params = Params;
+
+    fn slots() -> &'static [Slot] {
+        &[Slot {
+            name: "data",
+            accepts: &["dataset"],
+        }]
+    }
+
+    fn run(params: &Params, ctx: &Context) -> Result<Metrics> {
+        let [min_n, max_n] = params.ngram_range;
+        if min_n == 0 || min_n > max_n {
+            bail!("ngram_range must be [min, max] with 1 <= min <= max, got [{min_n}, {max_n}]");
+        }
+        if !(0.0..=1.0).contains(&params.max_df) {
+            bail!(
+                "max_df must be a fraction between 0 and 1, got {}",
+                params.max_df
+            );
+        }
+        let data = ctx.input("data")?;
+        let train = dataset::load_split(&data.dir, "train")?;
+        let eval = dataset::load_split(&data.dir, "eval")?;
+        let n_classes = dataset::load_label_names(&data.dir)?.len();
+
+        let started = Instant::now();
+        // linfa takes document frequencies as fractions; an integer min_df is a count.
+        let min_fraction = if params.min_df >= 1.0 {
+            (params.min_df.floor() + 0.5) / train.len() as f64
+        } else {
+            params.min_df
+        };
+        let vectorizer = TfIdfVectorizer::default()
+            .convert_to_lowercase(params.lowercase)
+            .normalize(false)
+            .n_gram_range(min_n, max_n)
+            .document_frequency(min_fraction as f32, params.max_df as f32)
+            .max_features((params.max_features > 0).then_some(params.max_features));
+        let texts =
+            |examples: &[Example]| Array1::from_iter(examples.iter().map(|e| e.text.clone()));
+        let fitted = vectorizer
+            .fit(&texts(&train))
+            .context("fitting the TF-IDF vocabulary")?;
+        ctx.check_cancelled()?;
+        let mut splits = Vec::new();
+        for (name, examples) in [("train", &train), ("eval", &eval)] {
+            let mut matrix = fitted
+                .transform(&texts(examples))
+                .context("TF-IDF transform")?;
+            if params.norm == Norm::L2 {
+                l2_normalize_rows(&mut matrix);
+            }
+            splits.push((
+                name,
+                matrix,
+                examples.iter().map(|e| e.label as i64).collect::<Vec<_>>(),
+            ));
+        }
+        let vectorize_time = started.elapsed().as_secs_f64();
+        let n_features = fitted.nentries();
+        write_features(
+            &ctx.output("features.safetensors"),
+            &splits,
+            n_features,
+            n_classes,
+        )?;
+        crate::util::write_atomic(
+            &ctx.output("vocabulary.json"),
+            &serde_json::to_vec(fitted.vocabulary())?,
+        )?;
+
+        let mut metrics = Metrics::default();
+        metrics.extra.insert("n_features".into(), n_features.into());
+        metrics
+            .extra
+            .insert("vectorize_time_s".into(), vectorize_time.into());
+        Ok(metrics)
+    }
+}
+
+fn l2_normalize_rows(matrix: &mut CsMat<f64>) {
+    for mut row in matrix.outer_iterator_mut() {
+        let norm = row.iter().map(|(_, v)| v * v).sum::<f64>().sqrt();
+        if norm > 0.0 {
+            row.map_inplace(|v| v / norm);
+        }
+    }
+}
+
+fn i64_bytes(values: &[i64]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+fn f64_bytes(values: &[f64]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+fn write_features(
+    path: &Path,
+    splits: &[(&str, CsMat<f64>, Vec<i64>)],
+    n_features: usize,
+    n_classes: usize,
+) -> Result<()> {
+    let mut buffers: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (name, matrix, labels) in splits {
+        let matrix = if matrix.is_csr() {
+            matrix.clone()
+        } else {
+            matrix.to_csr()
+        };
+        let indptr: Vec<i64> = matrix
+            .indptr()
+            .raw_storage()
+            .iter()
+            .map(|&i| i as i64)
+            .collect();
+        let indices: Vec<i64> = matrix.indices().iter().map(|&i| i as i64).collect();
+        buffers.push((
+            format!("{name}.indptr"),
+            Dtype::I64,
+            vec![indptr.len()],
+            i64_bytes(&indptr),
+        ));
+        buffers.push((
+            format!("{name}.indices"),
+            Dtype::I64,
+            vec![indices.len()],
+            i64_bytes(&indices),
+        ));
+        buffers.push((
+            format!("{name}.data"),
+            Dtype::F64,
+            vec![matrix.data().len()],
+            f64_bytes(matrix.data()),
+        ));
+        buffers.push((
+            format!("{name}.labels"),
+            Dtype::I64,
+            vec![labels.len()],
+            i64_bytes(labels),
+        ));
+    }
+    let views = buffers
+        .iter()
+        .map(|(name, dtype, shape, bytes)| {
+            Ok((name.clone(), TensorView::new(*dtype, shape.clone(), bytes)?))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let metadata = HashMap::from([
+        ("n_features".to_string(), n_features.to_string()),
+        ("n_classes".to_string(), n_classes.to_string()),
+    ]);
+    safetensors::serialize_to_file(views, Some(metadata), path)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// One split of a `tfidf` artifact, densified for the linfa estimators.
+pub struct Split {
+    pub features: Array2<f64>,
+    pub labels: Array1<usize>,
+}
+
+pub struct Features {
+    pub train: Split,
+    pub eval: Split,
+    pub n_classes: usize,
+}
+
+/// Reads a `tfidf` artifact.
+pub fn load_features(artifact: &Path) -> Result<Features> {
+    let path = artifact.join("features.safetensors");
+    let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let (_, metadata) = safetensors::SafeTensors::read_metadata(&bytes)
+        .with_context(|| format!("{}: not a safetensors file", path.display()))?;
+    let tensors = safetensors::SafeTensors::deserialize(&bytes)
+        .with_context(|| format!("{}: not a safetensors file", path.display()))?;
+    let meta = |key: &str| -> Result<usize> {
+        metadata
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get(key))
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("{}: metadata `{key}` missing", path.display()))
+    };
+    let n_features = meta("n_features")?;
+    let n_classes = meta("n_classes")?;
+    let i64s = |name: &str| -> Result<Vec<i64>> {
+        let view = tensors
+            .tensor(name)
+            .with_context(|| format!("{}: tensor `{name}` missing", path.display()))?;
+        Ok(view
+            .data()
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
+            .collect())
+    };
+    let split = |name: &str| -> Result<Split> {
+        let indptr = i64s(&format!("{name}.indptr"))?;
+        let indices = i64s(&format!("{name}.indices"))?;
+        let labels = i64s(&format!("{name}.labels"))?;
+        let data_view = tensors
+            .tensor(&format!("{name}.data"))
+            .with_context(|| format!("{}: `{name}.data` missing", path.display()))?;
+        let data: Vec<f64> = data_view
+            .data()
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+            .collect();
+        let rows = indptr.len().saturating_sub(1);
+        if rows != labels.len() || indices.len() != data.len() {
+            bail!("{}: split `{name}` is inconsistent", path.display());
+        }
+        let mut features = Array2::<f64>::zeros((rows, n_features));
+        for row in 0..rows {
+            for at in indptr[row] as usize..indptr[row + 1] as usize {
+                features[[row, indices[at] as usize]] = data[at];
+            }
+        }
+        Ok(Split {
+            features,
+            labels: labels.iter().map(|&l| l as usize).collect(),
+        })
+    };
+    Ok(Features {
+        train: split("train")?,
+        eval: split("eval")?,
+        n_classes,
+    })
+}

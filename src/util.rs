@@ -1,0 +1,110 @@
+//! Small shared helpers: struct field introspection, file digests, atomic writes.
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+use serde::de::{self, Deserialize, Deserializer, Visitor};
+
+/// The field names of a `#[derive(Deserialize)]` struct, read from what serde passes to
+/// `deserialize_struct`, so parameter structs stay the single source of their names.
+pub fn struct_fields<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
+    struct FieldsProbe<'a>(&'a mut &'static [&'static str]);
+
+    impl<'de> Deserializer<'de> for FieldsProbe<'_> {
+        type Error = de::value::Error;
+
+        fn deserialize_any<V: Visitor<'de>>(self, _visitor: V) -> Result<V::Value, Self::Error> {
+            Err(de::Error::custom("field probe"))
+        }
+
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            _visitor: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = fields;
+            Err(de::Error::custom("field probe"))
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+            identifier ignored_any
+        }
+    }
+
+    let mut fields: &'static [&'static str] = &[];
+    let _ = T::deserialize(FieldsProbe(&mut fields));
+    fields
+}
+
+/// blake3 of a file's content, hex.
+pub fn file_digest(path: &Path) -> Result<String> {
+    let mut hasher = blake3::Hasher::new();
+    hasher
+        .update_mmap(path)
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok(hasher.finalize().to_hex().to_string())
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename,
+/// so readers see the old content or the new, never a part.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .with_context(|| format!("{} has no parent directory", path.display()))?;
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
+    tmp.write_all(bytes)
+        .and_then(|()| tmp.as_file().sync_all())
+        .with_context(|| format!("writing {}", path.display()))?;
+    tmp.persist(path)
+        .with_context(|| format!("renaming into {}", path.display()))?;
+    Ok(())
+}
+
+/// Seconds as a short human string: `4.2 ms`, `1.42 s`, `12.3 s`, `4 m 05 s`.
+pub fn human_duration(seconds: f64) -> String {
+    if seconds < 1.0 {
+        format!("{:.1} ms", seconds * 1000.0)
+    } else if seconds < 10.0 {
+        format!("{seconds:.2} s")
+    } else if seconds < 60.0 {
+        format!("{seconds:.1} s")
+    } else {
+        let whole = seconds.round() as u64;
+        format!("{} m {:02} s", whole / 60, whole % 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Probe {
+        alpha: f64,
+        #[serde(rename = "max_iter")]
+        iterations: u32,
+    }
+
+    #[test]
+    fn struct_fields_reads_serde_names() {
+        assert_eq!(struct_fields::<Probe>(), &["alpha", "max_iter"]);
+    }
+
+    #[test]
+    fn atomic_write_replaces_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/b.json");
+        write_atomic(&path, b"one").unwrap();
+        write_atomic(&path, b"two").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+        assert_eq!(fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
+    }
+}
