@@ -136,10 +136,19 @@ pub fn read_csv(
     label_column: &str,
     labels: Option<&BTreeMap<String, usize>>,
 ) -> Result<Vec<Example>> {
-    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let bytes = std::fs::read(path).with_context(|| format!("cannot open {}", path.display()))?;
+    // csv's line counter and record offsets drift on CRLF files (a record may "start" at the
+    // `\n` of the previous terminator): skip line ends, then count the newlines before.
+    let line_at = |byte: u64| {
+        let mut start = (byte as usize).min(bytes.len());
+        while start < bytes.len() && matches!(bytes[start], b'\r' | b'\n') {
+            start += 1;
+        }
+        bytes[..start].iter().filter(|&&b| b == b'\n').count() + 1
+    };
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
-        .from_reader(BufReader::new(file));
+        .from_reader(bytes.as_slice());
     let headers = reader
         .headers()
         .with_context(|| format!("{}: cannot read the header row", path.display()))?
@@ -156,15 +165,16 @@ pub fn read_csv(
     };
     let (text_index, label_index) = (column(text_column)?, column(label_column)?);
     let mut examples = Vec::new();
-    for record in reader.records() {
+    for (row, record) in reader.records().enumerate() {
+        let row = row + 1;
         let record = record.map_err(|err| {
             let line = err
                 .position()
-                .map_or(String::new(), |p| format!(":{}", p.line()));
-            anyhow::anyhow!("{}{line}: malformed CSV row: {err}", path.display())
+                .map_or(String::new(), |p| format!(":{}", line_at(p.byte())));
+            anyhow::anyhow!("{}{line}: malformed CSV row {row}: {err}", path.display())
         })?;
-        let line = record.position().map_or(0, |p| p.line());
-        let at = || format!("{}:{line}", path.display());
+        let line = record.position().map_or(0, |p| line_at(p.byte()));
+        let at = || format!("{}:{line} (row {row})", path.display());
         let text = record.get(text_index).unwrap_or_default();
         if text.trim().is_empty() {
             bail!("{}: empty text in column `{text_column}`", at());
@@ -253,12 +263,13 @@ mod tests {
     #[test]
     fn errors_name_the_line() {
         let cases = [
-            ("text,label\nok,1\n,0\n", ":3: empty text"),
+            ("text,label\nok,1\n,0\n", ":3 (row 2): empty text"),
+            // CRLF line ends and a quoted multi-line review before the bad row.
             (
-                "text,label\nok,1\nfine,7x\n",
-                ":3: label `7x` is not a class id",
+                "text,label\r\nok,1\r\n\"two\r\nlines\",1\r\nfine,7x\r\n",
+                ":5 (row 3): label `7x` is not a class id",
             ),
-            ("text,label\nok,1\nfine\n", ":3: malformed CSV row"),
+            ("text,label\nok,1\nfine\n", ":3: malformed CSV row 2"),
             ("body,label\nok,1\n", "no column `text`"),
         ];
         for (content, expected) in cases {
@@ -280,6 +291,6 @@ mod tests {
         let err = read_csv(file.path(), "text", "label", Some(&map))
             .unwrap_err()
             .to_string();
-        assert!(err.contains(":3: unknown label `neutral`"), "{err}");
+        assert!(err.contains(":3 (row 2): unknown label `neutral`"), "{err}");
     }
 }

@@ -177,7 +177,7 @@ impl<T: Task> DynTask for Kind<T> {
                 serde_path_to_error::Segment::Map { key } => Some(key.clone()),
                 _ => None,
             });
-            let message = err.inner().to_string();
+            let message = err.inner().message().trim_end().to_string();
             // serde reports an unknown field without a path; recover the key from its message.
             let key = key.or_else(|| unknown_field(&message));
             ParamError { key, message }

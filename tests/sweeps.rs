@@ -1,0 +1,135 @@
+//! Sweep expansion, defaults and deterministic topological order.
+
+use orchestrate::graph::TaskGraph;
+use orchestrate::spec::{self, Experiment};
+
+fn load(body: &str) -> Experiment {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("exp.toml");
+    std::fs::write(
+        &path,
+        format!("[datasets.imdb]\ntrain = \"train.csv\"\neval = \"eval.csv\"\n{body}"),
+    )
+    .unwrap();
+    spec::load(&path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn names(experiment: &Experiment) -> Vec<&str> {
+    experiment.tasks.iter().map(|t| t.name.as_str()).collect()
+}
+
+#[test]
+fn a_sweep_expands_into_named_members() {
+    let e = load("[tasks.f]\nkind = \"tfidf\"\ninputs = \"imdb\"\n[tasks.nb]\nkind = \"naive_bayes\"\ninputs = \"f\"\nsweep.alpha = [0.1, 1.0, 2]\n");
+    assert_eq!(
+        names(&e),
+        ["imdb", "f", "nb[alpha=0.1]", "nb[alpha=1.0]", "nb[alpha=2]"]
+    );
+    let alphas: Vec<f64> = e.tasks[2..]
+        .iter()
+        .map(|t| t.params["alpha"].as_f64().unwrap())
+        .collect();
+    assert_eq!(alphas, [0.1, 1.0, 2.0]);
+    assert!(e.tasks[2..].iter().all(|t| t.group == "nb"));
+}
+
+#[test]
+fn several_lists_make_a_grid_in_file_order() {
+    let e = load("[tasks.f]\nkind = \"tfidf\"\ninputs = \"imdb\"\n[tasks.lr]\nkind = \"logreg\"\ninputs = \"f\"\n[tasks.lr.sweep]\nc = [0.5, 1.0]\nmax_iter = [10, 100]\n");
+    assert_eq!(
+        names(&e)[2..],
+        [
+            "lr[c=0.5,max_iter=10]",
+            "lr[c=0.5,max_iter=100]",
+            "lr[c=1.0,max_iter=10]",
+            "lr[c=1.0,max_iter=100]"
+        ]
+    );
+}
+
+#[test]
+fn dependents_of_a_sweep_expand_with_it_and_diamonds_join() {
+    let body = "[tasks.f]\nkind = \"tfidf\"\ninputs = \"imdb\"\nsweep.max_features = [10, 20]\n\
+                [tasks.lr]\nkind = \"logreg\"\ninputs = \"f\"\nsweep.c = [1.0, 2.0]\n\
+                [tasks.pinned]\nkind = \"naive_bayes\"\ninputs = \"f[max_features=20]\"\n";
+    let e = load(body);
+    assert_eq!(
+        names(&e),
+        [
+            "imdb",
+            "f[max_features=10]",
+            "f[max_features=20]",
+            "lr[max_features=10,c=1.0]",
+            "lr[max_features=10,c=2.0]",
+            "lr[max_features=20,c=1.0]",
+            "lr[max_features=20,c=2.0]",
+            "pinned[max_features=20]",
+        ]
+    );
+    // Each logistic regression reads the features of its own sweep member.
+    let lr = &e.tasks[e.find("lr[max_features=20,c=2.0]").unwrap()];
+    assert_eq!(e.tasks[lr.inputs["features"]].name, "f[max_features=20]");
+}
+
+#[test]
+fn defaults_apply_shared_then_per_kind_then_task() {
+    let body = "[defaults]\nmax_iter = 7\nalpha = 0.3\n[defaults.logreg]\nc = 0.25\n\
+                [tasks.f]\nkind = \"tfidf\"\ninputs = \"imdb\"\n\
+                [tasks.lr]\nkind = \"logreg\"\ninputs = \"f\"\n\
+                [tasks.lr2]\nkind = \"logreg\"\ninputs = \"f\"\nc = 4.0\nmax_iter = 9\n\
+                [tasks.nb]\nkind = \"naive_bayes\"\ninputs = \"f\"\n";
+    let e = load(body);
+    let get = |name: &str| e.tasks[e.find(name).unwrap()].params.clone();
+    assert_eq!(get("lr")["max_iter"], 7);
+    assert_eq!(get("lr")["c"], 0.25);
+    assert_eq!(get("lr2")["c"], 4.0);
+    assert_eq!(get("lr2")["max_iter"], 9);
+    assert_eq!(get("nb")["alpha"], 0.3);
+    // Unset parameters resolve to the kind's defaults.
+    assert_eq!(get("f")["max_features"], 5000);
+    assert_eq!(get("lr")["tol"], 0.0001);
+}
+
+#[test]
+fn includes_share_datasets_and_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("common.toml"),
+        "[datasets.imdb]\ntrain = \"t.csv\"\neval = \"e.csv\"\n[defaults]\nmax_iter = 5\n",
+    )
+    .unwrap();
+    let path = dir.path().join("exp.toml");
+    std::fs::write(&path, "include = \"common.toml\"\n[defaults]\nmax_iter = 6\n[tasks.f]\nkind = \"tfidf\"\ninputs = \"imdb\"\n[tasks.lr]\nkind = \"logreg\"\ninputs = \"f\"\n").unwrap();
+    let e = spec::load(&path).unwrap();
+    assert_eq!(e.name, "exp");
+    assert_eq!(
+        e.tasks[e.find("lr").unwrap()].params["max_iter"],
+        6,
+        "the including file wins"
+    );
+}
+
+#[test]
+fn topological_order_is_deterministic_and_respects_inputs() {
+    // Declared before their inputs, in a scrambled order.
+    let body = "[tasks.nb]\nkind = \"naive_bayes\"\ninputs = \"f2\"\n\
+                [tasks.lr]\nkind = \"logreg\"\ninputs = \"f1\"\n\
+                [tasks.f2]\nkind = \"tfidf\"\ninputs = \"imdb\"\n\
+                [tasks.f1]\nkind = \"tfidf\"\ninputs = \"imdb\"\n";
+    let first = load(body);
+    for _ in 0..5 {
+        assert_eq!(names(&load(body)), names(&first));
+    }
+    assert_eq!(names(&first), ["imdb", "f2", "nb", "f1", "lr"]);
+    let graph = TaskGraph::new(&first.tasks);
+    let order = graph.topological_order();
+    for (position, &task) in order.iter().enumerate() {
+        for upstream in graph.dependencies(task) {
+            assert!(
+                order[..position].contains(&upstream),
+                "{} before its input",
+                first.tasks[task].name
+            );
+        }
+    }
+}
