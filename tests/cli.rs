@@ -1,0 +1,178 @@
+//! The `orchestrate` binary as users call it.
+
+use std::path::Path;
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny");
+
+const EXPERIMENT: &str = r#"[experiment]
+name = "tiny"
+
+[datasets.data]
+train = "train.csv"
+eval = "eval.csv"
+text_column = "review"
+
+[tasks.tfidf]
+kind = "tfidf"
+inputs = { data = "data" }
+max_features = 50
+
+[tasks.logreg]
+kind = "logreg"
+inputs = { features = "tfidf" }
+
+[tasks.nb]
+kind = "naive_bayes"
+inputs = { features = "tfidf" }
+sweep.alpha = [0.5, 1.0]
+"#;
+
+fn sandbox() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["train.csv", "eval.csv"] {
+        std::fs::copy(Path::new(FIXTURES).join(file), dir.path().join(file)).unwrap();
+    }
+    std::fs::write(dir.path().join("exp.toml"), EXPERIMENT).unwrap();
+    dir
+}
+
+fn orchestrate(dir: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("orchestrate").unwrap();
+    cmd.current_dir(dir).env_remove("ORCHESTRATE_CACHE_DIR").env_remove("ORCHESTRATE_REPORTS_DIR");
+    cmd
+}
+
+#[test]
+fn run_prints_the_table_writes_reports_and_a_second_run_does_nothing() {
+    let dir = sandbox();
+    orchestrate(dir.path())
+        .args(["run", "exp.toml", "-j", "2"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("TF-IDF + logistic regression"))
+        .stdout(predicate::str::contains("nb[alpha=0.5]"))
+        .stderr(predicate::str::contains("5 ran, 0 cached"));
+    for ext in ["md", "csv", "json"] {
+        assert!(dir.path().join(format!("reports/tiny.{ext}")).exists(), "reports/tiny.{ext}");
+    }
+    orchestrate(dir.path())
+        .args(["run", "exp.toml"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("0 ran, 5 cached"))
+        .stderr(predicate::str::contains("running").not());
+}
+
+#[test]
+fn cache_dir_comes_from_the_flag_or_the_environment() {
+    let dir = sandbox();
+    orchestrate(dir.path()).args(["--cache-dir", "elsewhere", "run", "exp.toml", "--quiet"]).assert().success();
+    assert!(dir.path().join("elsewhere/artifacts").is_dir());
+    assert!(!dir.path().join("cache").exists());
+    orchestrate(dir.path())
+        .env("ORCHESTRATE_CACHE_DIR", "elsewhere")
+        .args(["run", "exp.toml"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("0 ran, 5 cached"));
+}
+
+#[test]
+fn a_malformed_file_gets_file_line_column() {
+    let dir = sandbox();
+    std::fs::write(dir.path().join("bad.toml"), EXPERIMENT.replace("max_features = 50", "max_features = \"lots\"")).unwrap();
+    orchestrate(dir.path())
+        .args(["run", "bad.toml"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("bad.toml:12:1: invalid parameters for `tfidf`"))
+        .stderr(predicate::str::contains("key: tasks.tfidf.max_features"));
+}
+
+#[test]
+fn why_names_the_changed_key_part() {
+    let dir = sandbox();
+    orchestrate(dir.path()).args(["run", "exp.toml", "-q"]).assert().success();
+    std::fs::write(dir.path().join("exp.toml"), EXPERIMENT.replace("max_features = 50", "max_features = 30")).unwrap();
+    orchestrate(dir.path())
+        .args(["why", "logreg", "-e", "exp.toml"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("input `features` (tfidf) changed"))
+        .stdout(predicate::str::contains("parameter `max_features` changed (50 → 30)"))
+        .stdout(predicate::str::contains("\"kind\": \"logreg\""));
+    orchestrate(dir.path())
+        .args(["plan", "exp.toml"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("4 to run"))
+        .stdout(predicate::str::contains("cached"));
+    orchestrate(dir.path()).args(["why", "nope", "-e", "exp.toml"]).assert().failure().stderr(predicate::str::contains("no task `nope`"));
+}
+
+#[test]
+fn only_runs_a_task_with_its_inputs_and_dry_run_runs_nothing() {
+    let dir = sandbox();
+    orchestrate(dir.path())
+        .args(["run", "exp.toml", "--dry-run"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("5 tasks, 5 to run"))
+        .stdout(predicate::str::contains("never built"));
+    assert!(!dir.path().join("cache/artifacts").exists(), "dry run wrote nothing");
+    orchestrate(dir.path())
+        .args(["run", "exp.toml", "--only", "logreg"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("3 ran, 0 cached"))
+        .stderr(predicate::str::contains("not in the cache: nb[alpha=0.5], nb[alpha=1.0]"));
+    orchestrate(dir.path()).args(["run", "exp.toml", "--only", "nope"]).assert().failure().stderr(predicate::str::contains("--only nope: no such task"));
+}
+
+#[test]
+fn report_reads_the_cache_only_and_says_what_is_missing() {
+    let dir = sandbox();
+    orchestrate(dir.path())
+        .args(["report", "exp.toml"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("3 of 3 reported tasks are not in the cache"));
+    assert!(!dir.path().join("cache/artifacts").exists(), "report computed nothing");
+    orchestrate(dir.path()).args(["run", "exp.toml", "-q"]).assert().success();
+    let out = orchestrate(dir.path()).args(["report", "exp.toml"]).assert().success().get_output().stdout.clone();
+    let out = String::from_utf8(out).unwrap();
+    let order: Vec<usize> = ["logreg", "nb[alpha=0.5]", "nb[alpha=1.0]"].iter().map(|t| out.find(t).unwrap()).collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{out}");
+}
+
+#[test]
+fn json_output_is_one_event_per_line() {
+    let dir = sandbox();
+    let out = orchestrate(dir.path()).args(["--json", "run", "exp.toml"]).assert().success().get_output().stdout.clone();
+    let events: Vec<serde_json::Value> = String::from_utf8(out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(kinds.first(), Some(&"run_started"));
+    assert_eq!(kinds.iter().filter(|k| **k == "task_finished").count(), 5);
+    assert_eq!(kinds[kinds.len() - 2..], ["run_finished", "report"]);
+    let report = &events.last().unwrap()["report"];
+    assert_eq!(report["rows"].as_array().unwrap().len(), 3);
+
+    let ls = orchestrate(dir.path()).args(["--json", "ls"]).assert().success().get_output().stdout.clone();
+    let ls: serde_json::Value = serde_json::from_slice(&ls).unwrap();
+    assert_eq!(ls.as_array().unwrap().len(), 5);
+}
+
+#[test]
+fn a_failing_task_fails_the_run_but_not_independent_tasks() {
+    let dir = sandbox();
+    std::fs::write(dir.path().join("exp.toml"), EXPERIMENT.replace("sweep.alpha = [0.5, 1.0]", "sweep.alpha = [-1.0, 1.0]")).unwrap();
+    orchestrate(dir.path())
+        .args(["run", "exp.toml"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("FAILED  nb[alpha=-1.0]: alpha must be a non-negative number"))
+        .stderr(predicate::str::contains("4 ran, 0 cached, 1 failed"));
+}
