@@ -61,8 +61,7 @@ pub fn run(settings: &Settings, files: &[PathBuf], args: &RunArgs) -> Result<boo
             cancel: args.cancel,
         };
         let summary = scheduler::run(&plan, &store, &options, &|event| reporter.handle(event))?;
-        all_ok &= summary.failures().is_empty()
-            && summary.count(|o| matches!(o, scheduler::Outcome::Skipped(_))) == 0;
+        all_ok &= summary.failures().is_empty() && summary.count(|o| matches!(o, scheduler::Outcome::Skipped(_))) == 0;
         // The table is regenerated from the cache, exactly as `report` would.
         let plan = plan::plan(&experiment, &store)?;
         let report = report::collect(&plan, &store)?;
@@ -144,8 +143,7 @@ pub fn status(settings: &Settings, files: &[PathBuf]) -> Result<String> {
 fn render_plan(plan: &Plan, selection: Option<&BTreeSet<usize>>, mode: Mode) -> Result<String> {
     let experiment = plan.experiment;
     let selected = selection.map(|roots| {
-        crate::graph::TaskGraph::new(&experiment.tasks)
-            .with_dependencies(&roots.iter().copied().collect::<Vec<_>>())
+        crate::graph::TaskGraph::new(&experiment.tasks).with_dependencies(&roots.iter().copied().collect::<Vec<_>>())
     });
     let rows: Vec<usize> = (0..experiment.tasks.len())
         .filter(|i| selected.as_ref().is_none_or(|s| s.contains(i)))
@@ -162,9 +160,7 @@ fn render_plan(plan: &Plan, selection: Option<&BTreeSet<usize>>, mode: Mode) -> 
                 json!({"task": task.name, "kind": task.kind.kind(), "key": entry.key, "cached": entry.status.is_cached(), "reasons": reasons})
             })
             .collect();
-        return Ok(serde_json::to_string_pretty(
-            &json!({"experiment": experiment.name, "tasks": tasks}),
-        )? + "\n");
+        return Ok(serde_json::to_string_pretty(&json!({"experiment": experiment.name, "tasks": tasks}))? + "\n");
     }
     let mut table = Table::new();
     table
@@ -177,21 +173,13 @@ fn render_plan(plan: &Plan, selection: Option<&BTreeSet<usize>>, mode: Mode) -> 
         let (status, why) = match &entry.status {
             Status::Cached(manifest) => (
                 "cached".to_string(),
-                format!(
-                    "built {} in {}",
-                    manifest.created,
-                    human_duration(manifest.duration_s)
-                ),
+                format!("built {} in {}", manifest.created, human_duration(manifest.duration_s)),
             ),
             Status::Run(reasons) => {
                 to_run += 1;
                 (
                     "run".to_string(),
-                    reasons
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join("\n"),
+                    reasons.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"),
                 )
             }
         };
@@ -260,11 +248,7 @@ pub fn why(settings: &Settings, file: &Path, task_name: &str) -> Result<String> 
         );
         let _ = writeln!(out, "key  {}", entry.key);
         explain(&plan, index, 0, &mut out);
-        let _ = writeln!(
-            out,
-            "key parts:\n{}",
-            serde_json::to_string_pretty(&entry.parts)?
-        );
+        let _ = writeln!(out, "key parts:\n{}", serde_json::to_string_pretty(&entry.parts)?);
     }
     Ok(out)
 }
@@ -289,11 +273,7 @@ fn explain(plan: &Plan, index: usize, depth: usize, out: &mut String) {
                 let _ = writeln!(out, "{indent}- {reason}");
                 if let Reason::InputChanged { slot, .. } = reason {
                     if let Some(&upstream) = experiment.tasks[index].inputs.get(slot) {
-                        let _ = writeln!(
-                            out,
-                            "{indent}  because `{}`:",
-                            experiment.tasks[upstream].name
-                        );
+                        let _ = writeln!(out, "{indent}  because `{}`:", experiment.tasks[upstream].name);
                         explain(plan, upstream, depth + 2, out);
                     }
                 }
@@ -312,7 +292,13 @@ pub fn report(settings: &Settings, files: &[PathBuf]) -> Result<bool> {
         let report = report::collect(&plan, &store)?;
         complete &= report.missing.is_empty();
         if !report.missing.is_empty() && settings.mode != Mode::Json {
-            eprintln!("{}: {} of {} reported tasks are not in the cache; run `orchestrate run {}` to compute them", experiment.name, report.missing.len(), report.missing.len() + report.rows.len(), file.display());
+            eprintln!(
+                "{}: {} of {} reported tasks are not in the cache; run `orchestrate run {}` to compute them",
+                experiment.name,
+                report.missing.len(),
+                report.missing.len() + report.rows.len(),
+                file.display()
+            );
         }
         emit_report(settings, &report)?;
     }
@@ -328,12 +314,7 @@ pub fn gc(settings: &Settings, files: &[PathBuf], dry_run: bool) -> Result<Strin
     let mut keep = BTreeSet::new();
     for file in files {
         let experiment = load(file)?;
-        keep.extend(
-            plan::plan(&experiment, &store)?
-                .entries
-                .into_iter()
-                .map(|e| e.key),
-        );
+        keep.extend(plan::plan(&experiment, &store)?.entries.into_iter().map(|e| e.key));
     }
     let (mut removed, mut bytes) = (0usize, 0u64);
     let mut out = String::new();
@@ -365,8 +346,7 @@ pub fn gc(settings: &Settings, files: &[PathBuf], dry_run: bool) -> Result<Strin
             staging.display()
         );
         if !dry_run {
-            std::fs::remove_dir_all(&staging)
-                .with_context(|| format!("cannot remove {}", staging.display()))?;
+            std::fs::remove_dir_all(&staging).with_context(|| format!("cannot remove {}", staging.display()))?;
         }
     }
     let _ = writeln!(
@@ -408,12 +388,7 @@ pub fn ls(settings: &Settings) -> Result<String> {
         match manifest {
             Ok(m) => {
                 total += m.size();
-                let kind = m
-                    .parts
-                    .get("kind")
-                    .and_then(|k| k.as_str())
-                    .unwrap_or("?")
-                    .to_string();
+                let kind = m.parts.get("kind").and_then(|k| k.as_str()).unwrap_or("?").to_string();
                 table.add_row([
                     short(key).to_string(),
                     kind,

@@ -26,10 +26,7 @@ pub fn order_declarations(declarations: &[Declaration]) -> Result<Vec<usize>, Sp
         }
     }
     if let Some(cycle) = find_cycle(&graph) {
-        let names: Vec<&str> = cycle
-            .iter()
-            .map(|&i| declarations[i].name.value.as_str())
-            .collect();
+        let names: Vec<&str> = cycle.iter().map(|&i| declarations[i].name.value.as_str()).collect();
         let first = &declarations[cycle[0]];
         let mut path = names.clone();
         path.push(names[0]);

@@ -16,20 +16,10 @@ use orchestrate::reporter::Mode;
 )]
 struct Cli {
     /// Artifact cache directory.
-    #[arg(
-        long,
-        global = true,
-        env = "ORCHESTRATE_CACHE_DIR",
-        default_value = "cache"
-    )]
+    #[arg(long, global = true, env = "ORCHESTRATE_CACHE_DIR", default_value = "cache")]
     cache_dir: PathBuf,
     /// Where `run` and `report` write <experiment>.{md,csv,json}.
-    #[arg(
-        long,
-        global = true,
-        env = "ORCHESTRATE_REPORTS_DIR",
-        default_value = "reports"
-    )]
+    #[arg(long, global = true, env = "ORCHESTRATE_REPORTS_DIR", default_value = "reports")]
     reports_dir: PathBuf,
     /// Print only the results table and errors.
     #[arg(long, short, global = true)]
@@ -109,7 +99,9 @@ fn main() -> ExitCode {
         if CANCEL.swap(true, Ordering::SeqCst) {
             std::process::exit(130);
         }
-        eprintln!("interrupting: running tasks stop at their next step, nothing partial is kept (Ctrl-C again to quit now)");
+        eprintln!(
+            "interrupting: running tasks stop at their next step, nothing partial is kept (Ctrl-C again to quit now)"
+        );
     });
     let result = match cli.command {
         Command::Run {
@@ -139,18 +131,13 @@ fn main() -> ExitCode {
         Command::Gc { files, dry_run } => commands::gc(&settings, &files, dry_run)
             .map(|out| print!("{out}"))
             .map(|()| true),
-        Command::Ls => commands::ls(&settings)
-            .map(|out| print!("{out}"))
-            .map(|()| true),
+        Command::Ls => commands::ls(&settings).map(|out| print!("{out}")).map(|()| true),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(err) => {
-            if err
-                .downcast_ref::<orchestrate::spec::error::SpecError>()
-                .is_some()
-            {
+            if err.downcast_ref::<orchestrate::spec::error::SpecError>().is_some() {
                 eprintln!("error: {err}");
                 ExitCode::from(2)
             } else {

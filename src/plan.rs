@@ -42,9 +42,7 @@ pub struct KeyParts {
 impl KeyParts {
     pub fn key(&self) -> String {
         let value = serde_json::to_value(self).expect("key parts serialize");
-        blake3::hash(canonical_json(&value).as_bytes())
-            .to_hex()
-            .to_string()
+        blake3::hash(canonical_json(&value).as_bytes()).to_hex().to_string()
     }
 }
 
@@ -61,14 +59,7 @@ pub fn canonical_json(value: &Value) -> String {
                 .collect();
             format!("{{{}}}", body.join(","))
         }
-        Value::Array(items) => format!(
-            "[{}]",
-            items
-                .iter()
-                .map(canonical_json)
-                .collect::<Vec<_>>()
-                .join(",")
-        ),
+        Value::Array(items) => format!("[{}]", items.iter().map(canonical_json).collect::<Vec<_>>().join(",")),
         other => other.to_string(),
     }
 }
@@ -120,10 +111,7 @@ pub enum Reason {
 
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let show = |v: &Option<Value>| {
-            v.as_ref()
-                .map_or_else(|| "(unset)".to_string(), canonical_json)
-        };
+        let show = |v: &Option<Value>| v.as_ref().map_or_else(|| "(unset)".to_string(), canonical_json);
         match self {
             Reason::NeverBuilt => write!(f, "never built"),
             Reason::Corrupt { detail } => {
@@ -137,32 +125,14 @@ impl fmt::Display for Reason {
             Reason::KindVersionChanged { old, new } => {
                 write!(f, "format version of the kind changed ({old} → {new})")
             }
-            Reason::ParamChanged { name, old, new } => write!(
-                f,
-                "parameter `{name}` changed ({} → {})",
-                show(old),
-                show(new)
-            ),
-            Reason::InputChanged {
-                slot,
-                task,
-                old,
-                new,
-            } => match old {
-                Some(old) => write!(
-                    f,
-                    "input `{slot}` ({task}) changed ({} → {})",
-                    short(old),
-                    short(new)
-                ),
+            Reason::ParamChanged { name, old, new } => {
+                write!(f, "parameter `{name}` changed ({} → {})", show(old), show(new))
+            }
+            Reason::InputChanged { slot, task, old, new } => match old {
+                Some(old) => write!(f, "input `{slot}` ({task}) changed ({} → {})", short(old), short(new)),
                 None => write!(f, "input `{slot}` ({task}) is new"),
             },
-            Reason::FileChanged {
-                name,
-                path,
-                old,
-                new,
-            } => match old {
+            Reason::FileChanged { name, path, old, new } => match old {
                 Some(old) => write!(
                     f,
                     "file `{name}` ({}) changed (blake3 {} → {})",
@@ -295,11 +265,7 @@ pub fn plan<'e>(experiment: &'e Experiment, store: &Store) -> Result<Plan<'e>> {
                 Some(digest) => digest.clone(),
                 None => {
                     let digest = crate::util::file_digest(&path).with_context(|| {
-                        format!(
-                            "task `{}`: cannot read its `{name}` file {}",
-                            task.name,
-                            path.display()
-                        )
+                        format!("task `{}`: cannot read its `{name}` file {}", task.name, path.display())
                     })?;
                     digests.insert(path.clone(), digest.clone());
                     digest
@@ -350,10 +316,7 @@ pub fn plan<'e>(experiment: &'e Experiment, store: &Store) -> Result<Plan<'e>> {
             files,
         });
     }
-    Ok(Plan {
-        experiment,
-        entries,
-    })
+    Ok(Plan { experiment, entries })
 }
 
 #[cfg(test)]

@@ -69,23 +69,17 @@ impl Reporter {
                     "{experiment}: {tasks} tasks, {to_run} to run, {cached} cached (-j {jobs})"
                 ));
             }
-            Event::TaskCached { task, key } => {
-                self.line(format!("   cached  {task} ({})", short(&key)))
-            }
+            Event::TaskCached { task, key } => self.line(format!("   cached  {task} ({})", short(&key))),
             Event::TaskStarted {
-                task,
-                kind,
-                reasons,
-                ..
+                task, kind, reasons, ..
             } => {
-                self.line(format!(
-                    "  running  {task} [{kind}]: {}",
-                    reasons.join("; ")
-                ));
+                for reason in reasons.iter().filter(|r| r.starts_with("cached artifact is corrupt")) {
+                    eprintln!("warning: {task}: {reason}");
+                }
+                self.line(format!("  running  {task} [{kind}]: {}", reasons.join("; ")));
                 let bar = self.bars.add(ProgressBar::new_spinner());
                 bar.set_style(
-                    ProgressStyle::with_template("  {spinner} {prefix} {wide_msg} {elapsed}")
-                        .expect("valid template"),
+                    ProgressStyle::with_template("  {spinner} {prefix} {wide_msg} {elapsed}").expect("valid template"),
                 );
                 bar.set_prefix(task.clone());
                 bar.enable_steady_tick(Duration::from_millis(120));
@@ -126,10 +120,7 @@ impl Reporter {
                     .accuracy
                     .map(|a| format!(", accuracy {a:.3}"))
                     .unwrap_or_default();
-                self.line(format!(
-                    "     done  {task} in {}{accuracy}",
-                    human_duration(duration_s)
-                ));
+                self.line(format!("     done  {task} in {}{accuracy}", human_duration(duration_s)));
             }
             Event::TaskFailed { task, error } => {
                 if let Some(bar) = running.remove(&task) {
@@ -142,9 +133,7 @@ impl Reporter {
                     self.line(format!("   FAILED  {task}: {error}"));
                 }
             }
-            Event::TaskSkipped { task, because } => {
-                self.line(format!("  skipped  {task}: {because}"))
-            }
+            Event::TaskSkipped { task, because } => self.line(format!("  skipped  {task}: {because}")),
             Event::RunFinished {
                 ran,
                 cached,

@@ -55,12 +55,7 @@ impl Summary {
     }
 }
 
-pub fn run(
-    plan: &Plan,
-    store: &Store,
-    options: &Options,
-    emit: &(dyn Fn(Envelope) + Sync),
-) -> Result<Summary> {
+pub fn run(plan: &Plan, store: &Store, options: &Options, emit: &(dyn Fn(Envelope) + Sync)) -> Result<Summary> {
     let started = Instant::now();
     let send = |event: Event| {
         emit(Envelope {
@@ -115,18 +110,9 @@ pub fn run(
     // Tasks wait for their uncached inputs; `waiting[i]` counts those still to finish.
     let mut waiting: BTreeMap<usize, usize> = to_run
         .iter()
-        .map(|&i| {
-            (
-                i,
-                graph.dependencies(i).filter(|d| to_run.contains(d)).count(),
-            )
-        })
+        .map(|&i| (i, graph.dependencies(i).filter(|d| to_run.contains(d)).count()))
         .collect();
-    let mut ready: BTreeSet<usize> = waiting
-        .iter()
-        .filter(|(_, n)| **n == 0)
-        .map(|(i, _)| *i)
-        .collect();
+    let mut ready: BTreeSet<usize> = waiting.iter().filter(|(_, n)| **n == 0).map(|(i, _)| *i).collect();
     let mut running = 0usize;
     let stop = AtomicBool::new(false);
     let (done_tx, done_rx) = mpsc::channel::<(usize, Result<(f64, Metrics), String>)>();
@@ -163,13 +149,7 @@ pub fn run(
                         duration_s,
                         metrics: metrics.clone(),
                     });
-                    summary.outcomes.insert(
-                        index,
-                        Outcome::Ran {
-                            duration_s,
-                            metrics,
-                        },
-                    );
+                    summary.outcomes.insert(index, Outcome::Ran { duration_s, metrics });
                     for dependent in graph.dependents(index) {
                         if let Some(count) = waiting.get_mut(&dependent) {
                             *count -= 1;
@@ -198,9 +178,7 @@ pub fn run(
                                 task: experiment.tasks[dependent].name.clone(),
                                 because: because.clone(),
                             });
-                            summary
-                                .outcomes
-                                .insert(dependent, Outcome::Skipped(because));
+                            summary.outcomes.insert(dependent, Outcome::Skipped(because));
                             stack.extend(graph.dependents(dependent));
                         }
                     }
@@ -221,9 +199,7 @@ pub fn run(
             task: experiment.tasks[index].name.clone(),
             because: because.to_string(),
         });
-        summary
-            .outcomes
-            .insert(index, Outcome::Skipped(because.to_string()));
+        summary.outcomes.insert(index, Outcome::Skipped(because.to_string()));
     }
     send(Event::RunFinished {
         ran: summary.count(|o| matches!(o, Outcome::Ran { .. })),
@@ -287,10 +263,7 @@ fn execute(
             cancel,
         };
         let metrics = task.kind.run(&task.params, &ctx)?;
-        crate::util::write_atomic(
-            &ctx.output("metrics.json"),
-            &serde_json::to_vec_pretty(&metrics)?,
-        )?;
+        crate::util::write_atomic(&ctx.output("metrics.json"), &serde_json::to_vec_pretty(&metrics)?)?;
         let duration_s = started.elapsed().as_secs_f64();
         let parts = serde_json::to_value(&entry.parts)?;
         store.publish(

@@ -166,10 +166,7 @@ fn editing_a_data_file_reruns_everything_below_it_and_moving_it_does_not() {
             .replace("\"train.csv\"", "\"moved/train.csv\"")
             .replace("\"eval.csv\"", "\"moved/eval.csv\""),
     );
-    assert!(
-        ran(&sandbox.run("moved.toml")).is_empty(),
-        "same content, same keys"
-    );
+    assert!(ran(&sandbox.run("moved.toml")).is_empty(), "same content, same keys");
 
     let eval = sandbox.path("moved/eval.csv");
     let text = std::fs::read_to_string(&eval).unwrap();
@@ -181,10 +178,7 @@ fn editing_a_data_file_reruns_everything_below_it_and_moving_it_does_not() {
         matches!(&reasons[0], Reason::FileChanged { name, .. } if name == "eval"),
         "{reasons:?}"
     );
-    assert_eq!(
-        ran(&sandbox.run("moved.toml")),
-        ["data", "logreg", "nb", "tfidf"]
-    );
+    assert_eq!(ran(&sandbox.run("moved.toml")), ["data", "logreg", "nb", "tfidf"]);
 }
 
 #[test]
@@ -247,10 +241,7 @@ fn a_task_that_fails_while_writing_leaves_no_artifact_and_no_partial_file() {
     let Outcome::Failed(error) = &outcomes["data"] else {
         panic!("{outcomes:?}")
     };
-    assert!(
-        error.contains("eval.csv:22 (row 21): empty text"),
-        "{error}"
-    );
+    assert!(error.contains("eval.csv:22 (row 21): empty text"), "{error}");
     for task in ["tfidf", "logreg", "nb"] {
         assert!(
             matches!(outcomes[task], Outcome::Skipped(_)),
@@ -259,17 +250,9 @@ fn a_task_that_fails_while_writing_leaves_no_artifact_and_no_partial_file() {
         );
     }
     let store = sandbox.store();
-    assert!(
-        store.list().unwrap().is_empty(),
-        "no artifact was published"
-    );
-    let leftovers: Vec<_> = std::fs::read_dir(store.root().join("tmp"))
-        .unwrap()
-        .collect();
-    assert!(
-        leftovers.is_empty(),
-        "the staging directory was removed: {leftovers:?}"
-    );
+    assert!(store.list().unwrap().is_empty(), "no artifact was published");
+    let leftovers: Vec<_> = std::fs::read_dir(store.root().join("tmp")).unwrap().collect();
+    assert!(leftovers.is_empty(), "the staging directory was removed: {leftovers:?}");
 }
 
 #[test]
@@ -281,10 +264,7 @@ fn failures_do_not_stop_independent_branches() {
     let Outcome::Failed(error) = &outcomes["nb"] else {
         panic!("{outcomes:?}")
     };
-    assert!(
-        error.contains("alpha must be a non-negative number"),
-        "{error}"
-    );
+    assert!(error.contains("alpha must be a non-negative number"), "{error}");
     assert!(matches!(outcomes["logreg"], Outcome::Ran { .. }));
 }
 
@@ -302,11 +282,7 @@ fn gc_keeps_what_experiments_reference() {
     };
     let out = orchestrate::commands::gc(&settings, &[sandbox.path("exp.toml")], true).unwrap();
     assert!(out.contains("would remove 1 artifacts"), "{out}");
-    assert_eq!(
-        sandbox.store().list().unwrap().len(),
-        5,
-        "dry run removes nothing"
-    );
+    assert_eq!(sandbox.store().list().unwrap().len(), 5, "dry run removes nothing");
     orchestrate::commands::gc(&settings, &[sandbox.path("exp.toml")], false).unwrap();
     assert_eq!(sandbox.store().list().unwrap().len(), 4);
     assert!(sandbox.statuses("exp.toml").values().all(Status::is_cached));

@@ -41,7 +41,9 @@ fn sandbox() -> tempfile::TempDir {
 
 fn orchestrate(dir: &Path) -> Command {
     let mut cmd = Command::cargo_bin("orchestrate").unwrap();
-    cmd.current_dir(dir).env_remove("ORCHESTRATE_CACHE_DIR").env_remove("ORCHESTRATE_REPORTS_DIR");
+    cmd.current_dir(dir)
+        .env_remove("ORCHESTRATE_CACHE_DIR")
+        .env_remove("ORCHESTRATE_REPORTS_DIR");
     cmd
 }
 
@@ -56,7 +58,10 @@ fn run_prints_the_table_writes_reports_and_a_second_run_does_nothing() {
         .stdout(predicate::str::contains("nb[alpha=0.5]"))
         .stderr(predicate::str::contains("5 ran, 0 cached"));
     for ext in ["md", "csv", "json"] {
-        assert!(dir.path().join(format!("reports/tiny.{ext}")).exists(), "reports/tiny.{ext}");
+        assert!(
+            dir.path().join(format!("reports/tiny.{ext}")).exists(),
+            "reports/tiny.{ext}"
+        );
     }
     orchestrate(dir.path())
         .args(["run", "exp.toml"])
@@ -69,7 +74,10 @@ fn run_prints_the_table_writes_reports_and_a_second_run_does_nothing() {
 #[test]
 fn cache_dir_comes_from_the_flag_or_the_environment() {
     let dir = sandbox();
-    orchestrate(dir.path()).args(["--cache-dir", "elsewhere", "run", "exp.toml", "--quiet"]).assert().success();
+    orchestrate(dir.path())
+        .args(["--cache-dir", "elsewhere", "run", "exp.toml", "--quiet"])
+        .assert()
+        .success();
     assert!(dir.path().join("elsewhere/artifacts").is_dir());
     assert!(!dir.path().join("cache").exists());
     orchestrate(dir.path())
@@ -83,20 +91,33 @@ fn cache_dir_comes_from_the_flag_or_the_environment() {
 #[test]
 fn a_malformed_file_gets_file_line_column() {
     let dir = sandbox();
-    std::fs::write(dir.path().join("bad.toml"), EXPERIMENT.replace("max_features = 50", "max_features = \"lots\"")).unwrap();
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        EXPERIMENT.replace("max_features = 50", "max_features = \"lots\""),
+    )
+    .unwrap();
     orchestrate(dir.path())
         .args(["run", "bad.toml"])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("bad.toml:12:1: invalid parameters for `tfidf`"))
+        .stderr(predicate::str::contains(
+            "bad.toml:12:1: invalid parameters for `tfidf`",
+        ))
         .stderr(predicate::str::contains("key: tasks.tfidf.max_features"));
 }
 
 #[test]
 fn why_names_the_changed_key_part() {
     let dir = sandbox();
-    orchestrate(dir.path()).args(["run", "exp.toml", "-q"]).assert().success();
-    std::fs::write(dir.path().join("exp.toml"), EXPERIMENT.replace("max_features = 50", "max_features = 30")).unwrap();
+    orchestrate(dir.path())
+        .args(["run", "exp.toml", "-q"])
+        .assert()
+        .success();
+    std::fs::write(
+        dir.path().join("exp.toml"),
+        EXPERIMENT.replace("max_features = 50", "max_features = 30"),
+    )
+    .unwrap();
     orchestrate(dir.path())
         .args(["why", "logreg", "-e", "exp.toml"])
         .assert()
@@ -110,7 +131,11 @@ fn why_names_the_changed_key_part() {
         .success()
         .stdout(predicate::str::contains("4 to run"))
         .stdout(predicate::str::contains("cached"));
-    orchestrate(dir.path()).args(["why", "nope", "-e", "exp.toml"]).assert().failure().stderr(predicate::str::contains("no task `nope`"));
+    orchestrate(dir.path())
+        .args(["why", "nope", "-e", "exp.toml"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("no task `nope`"));
 }
 
 #[test]
@@ -128,8 +153,14 @@ fn only_runs_a_task_with_its_inputs_and_dry_run_runs_nothing() {
         .assert()
         .success()
         .stderr(predicate::str::contains("3 ran, 0 cached"))
-        .stderr(predicate::str::contains("not in the cache: nb[alpha=0.5], nb[alpha=1.0]"));
-    orchestrate(dir.path()).args(["run", "exp.toml", "--only", "nope"]).assert().failure().stderr(predicate::str::contains("--only nope: no such task"));
+        .stderr(predicate::str::contains(
+            "not in the cache: nb[alpha=0.5], nb[alpha=1.0]",
+        ));
+    orchestrate(dir.path())
+        .args(["run", "exp.toml", "--only", "nope"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("--only nope: no such task"));
 }
 
 #[test]
@@ -141,18 +172,40 @@ fn report_reads_the_cache_only_and_says_what_is_missing() {
         .code(1)
         .stderr(predicate::str::contains("3 of 3 reported tasks are not in the cache"));
     assert!(!dir.path().join("cache/artifacts").exists(), "report computed nothing");
-    orchestrate(dir.path()).args(["run", "exp.toml", "-q"]).assert().success();
-    let out = orchestrate(dir.path()).args(["report", "exp.toml"]).assert().success().get_output().stdout.clone();
+    orchestrate(dir.path())
+        .args(["run", "exp.toml", "-q"])
+        .assert()
+        .success();
+    let out = orchestrate(dir.path())
+        .args(["report", "exp.toml"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
     let out = String::from_utf8(out).unwrap();
-    let order: Vec<usize> = ["logreg", "nb[alpha=0.5]", "nb[alpha=1.0]"].iter().map(|t| out.find(t).unwrap()).collect();
+    let order: Vec<usize> = ["logreg", "nb[alpha=0.5]", "nb[alpha=1.0]"]
+        .iter()
+        .map(|t| out.find(t).unwrap())
+        .collect();
     assert!(order.windows(2).all(|w| w[0] < w[1]), "{out}");
 }
 
 #[test]
 fn json_output_is_one_event_per_line() {
     let dir = sandbox();
-    let out = orchestrate(dir.path()).args(["--json", "run", "exp.toml"]).assert().success().get_output().stdout.clone();
-    let events: Vec<serde_json::Value> = String::from_utf8(out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let out = orchestrate(dir.path())
+        .args(["--json", "run", "exp.toml"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let events: Vec<serde_json::Value> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let kinds: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
     assert_eq!(kinds.first(), Some(&"run_started"));
     assert_eq!(kinds.iter().filter(|k| **k == "task_finished").count(), 5);
@@ -160,7 +213,13 @@ fn json_output_is_one_event_per_line() {
     let report = &events.last().unwrap()["report"];
     assert_eq!(report["rows"].as_array().unwrap().len(), 3);
 
-    let ls = orchestrate(dir.path()).args(["--json", "ls"]).assert().success().get_output().stdout.clone();
+    let ls = orchestrate(dir.path())
+        .args(["--json", "ls"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
     let ls: serde_json::Value = serde_json::from_slice(&ls).unwrap();
     assert_eq!(ls.as_array().unwrap().len(), 5);
 }
@@ -168,11 +227,17 @@ fn json_output_is_one_event_per_line() {
 #[test]
 fn a_failing_task_fails_the_run_but_not_independent_tasks() {
     let dir = sandbox();
-    std::fs::write(dir.path().join("exp.toml"), EXPERIMENT.replace("sweep.alpha = [0.5, 1.0]", "sweep.alpha = [-1.0, 1.0]")).unwrap();
+    std::fs::write(
+        dir.path().join("exp.toml"),
+        EXPERIMENT.replace("sweep.alpha = [0.5, 1.0]", "sweep.alpha = [-1.0, 1.0]"),
+    )
+    .unwrap();
     orchestrate(dir.path())
         .args(["run", "exp.toml"])
         .assert()
         .code(1)
-        .stderr(predicate::str::contains("FAILED  nb[alpha=-1.0]: alpha must be a non-negative number"))
+        .stderr(predicate::str::contains(
+            "FAILED  nb[alpha=-1.0]: alpha must be a non-negative number",
+        ))
         .stderr(predicate::str::contains("4 ran, 0 cached, 1 failed"));
 }

@@ -32,9 +32,27 @@ fn fixture() -> Report {
         experiment: "golden".into(),
         description: Some("Fixture | with a pipe".into()),
         rows: vec![
-            row("logreg", "logreg", "logreg", &[], classifier("TF-IDF + logistic regression", 5001, 0.838, 0.8421, 2.004, 0.0042)),
-            row("nb[alpha=0.5]", "nb", "naive_bayes", &[("alpha", "0.5")], classifier("TF-IDF + multinomial naive Bayes", 10002, 0.83, 0.8301, 0.07, 0.0031)),
-            row("nb[alpha=1.0]", "nb", "naive_bayes", &[("alpha", "1.0")], classifier("TF-IDF + multinomial naive Bayes", 10002, 0.836, 0.835, 75.5, 0.0030)),
+            row(
+                "logreg",
+                "logreg",
+                "logreg",
+                &[],
+                classifier("TF-IDF + logistic regression", 5001, 0.838, 0.8421, 2.004, 0.0042),
+            ),
+            row(
+                "nb[alpha=0.5]",
+                "nb",
+                "naive_bayes",
+                &[("alpha", "0.5")],
+                classifier("TF-IDF + multinomial naive Bayes", 10002, 0.83, 0.8301, 0.07, 0.0031),
+            ),
+            row(
+                "nb[alpha=1.0]",
+                "nb",
+                "naive_bayes",
+                &[("alpha", "1.0")],
+                classifier("TF-IDF + multinomial naive Bayes", 10002, 0.836, 0.835, 75.5, 0.0030),
+            ),
             row("bare", "bare", "logreg", &[], Metrics::default()),
         ],
         missing: vec!["finetune".into()],
@@ -46,7 +64,8 @@ fn check(name: &str, actual: &str) {
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(&path, actual).unwrap();
     }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| panic!("missing {}; run with UPDATE_GOLDEN=1", path.display()));
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("missing {}; run with UPDATE_GOLDEN=1", path.display()));
     assert_eq!(actual, expected, "{name} differs from its golden file");
 }
 
@@ -76,7 +95,13 @@ fn terminal_table() {
 fn write_files_writes_all_three() {
     let dir = tempfile::tempdir().unwrap();
     let paths = report::write_files(&fixture(), dir.path()).unwrap();
-    let names: Vec<String> = paths.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    let names: Vec<String> = paths
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
     assert_eq!(names, ["golden.md", "golden.csv", "golden.json"]);
-    assert_eq!(std::fs::read_to_string(&paths[0]).unwrap(), report::markdown(&fixture()));
+    assert_eq!(
+        std::fs::read_to_string(&paths[0]).unwrap(),
+        report::markdown(&fixture())
+    );
 }

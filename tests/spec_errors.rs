@@ -60,10 +60,7 @@ fn each_error_class_names_file_line_column_and_key() {
             shown.starts_with(&format!("{}:{line}:{col}: ", path.display())),
             "{case}: {shown}"
         );
-        assert!(
-            shown.contains('^'),
-            "{case}: the rendering points at the span\n{shown}"
-        );
+        assert!(shown.contains('^'), "{case}: the rendering points at the span\n{shown}");
     }
 }
 
@@ -87,21 +84,14 @@ fn did_you_mean_for_typos() {
     let body = "[tasks.tfidf]\nkind = \"tfidf\"\ninputs = \"imdb\"\nmax_featurs = 10\n";
     let path = write(&dir, "exp.toml", &format!("{HEAD}{body}"));
     let err = spec::load(&path).unwrap_err();
-    assert!(
-        err.to_string().contains("did you mean `max_features`?"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("did you mean `max_features`?"), "{err}");
 }
 
 #[test]
 fn errors_in_included_files_name_that_file() {
     let dir = tempfile::tempdir().unwrap();
     let common = write(&dir, "common.toml", "[defaults.tfidf]\nmin_dff = 2\n");
-    let path = write(
-        &dir,
-        "exp.toml",
-        &format!("include = [\"common.toml\"]\n{HEAD}"),
-    );
+    let path = write(&dir, "exp.toml", &format!("include = [\"common.toml\"]\n{HEAD}"));
     let err = spec::load(&path).unwrap_err();
     assert_eq!(err.location.as_ref().unwrap().source.path, common);
     assert_eq!(err.line_col(), Some((2, 1)));

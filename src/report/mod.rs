@@ -47,8 +47,7 @@ pub fn collect(plan: &Plan, store: &Store) -> Result<Report> {
         match &entry.status {
             Status::Cached(_) => {
                 let path = store.artifact_dir(&entry.key).join("metrics.json");
-                let bytes = std::fs::read(&path)
-                    .with_context(|| format!("cannot read {}", path.display()))?;
+                let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
                 let metrics: Metrics = serde_json::from_slice(&bytes)
                     .with_context(|| format!("{} is not valid metrics", path.display()))?;
                 rows.push(Row {
@@ -64,11 +63,7 @@ pub fn collect(plan: &Plan, store: &Store) -> Result<Report> {
         }
     }
     // Sweep members together, groups in the order they first appear.
-    let first_seen = |group: &str| {
-        rows.iter()
-            .position(|r: &Row| r.group == group)
-            .unwrap_or(usize::MAX)
-    };
+    let first_seen = |group: &str| rows.iter().position(|r: &Row| r.group == group).unwrap_or(usize::MAX);
     let mut order: Vec<(usize, usize)> = rows
         .iter()
         .enumerate()
@@ -101,8 +96,7 @@ fn cells(row: &Row) -> [String; 7] {
     [
         row.task.clone(),
         m.method.clone().unwrap_or_else(|| row.kind.clone()),
-        m.trainable_params
-            .map_or_else(|| "–".to_string(), thousands),
+        m.trainable_params.map_or_else(|| "–".to_string(), thousands),
         number(m.accuracy),
         number(m.f1),
         time(m.train_time_s),
@@ -157,11 +151,7 @@ pub fn markdown(report: &Report) -> String {
         let _ = writeln!(out, "| {} |", escaped.join(" | "));
     }
     if !report.missing.is_empty() {
-        let _ = write!(
-            out,
-            "\nNot in the cache yet: {}.\n",
-            report.missing.join(", ")
-        );
+        let _ = write!(out, "\nNot in the cache yet: {}.\n", report.missing.join(", "));
     }
     out
 }
@@ -188,9 +178,7 @@ pub fn csv(report: &Report) -> Result<String> {
             row.group.clone(),
             row.kind.clone(),
             m.method.clone().unwrap_or_default(),
-            m.trainable_params
-                .map(|p| p.to_string())
-                .unwrap_or_default(),
+            m.trainable_params.map(|p| p.to_string()).unwrap_or_default(),
             opt(m.accuracy),
             opt(m.f1),
             opt(m.train_time_s),
@@ -208,11 +196,7 @@ pub fn json(report: &Report) -> Result<String> {
 /// Writes `<dir>/<experiment>.{md,csv,json}` atomically; returns the paths.
 pub fn write_files(report: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
     let stem = report.experiment.replace(['/', '\\'], "_");
-    let outputs = [
-        ("md", markdown(report)),
-        ("csv", csv(report)?),
-        ("json", json(report)?),
-    ];
+    let outputs = [("md", markdown(report)), ("csv", csv(report)?), ("json", json(report)?)];
     let mut paths = Vec::new();
     for (extension, content) in outputs {
         let path = dir.join(format!("{stem}.{extension}"));

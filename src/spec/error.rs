@@ -51,11 +51,7 @@ pub struct SpecError {
 }
 
 impl SpecError {
-    pub fn at(
-        location: &Location,
-        key: impl Into<Option<String>>,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn at(location: &Location, key: impl Into<Option<String>>, message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
             key: key.into(),
@@ -93,21 +89,13 @@ impl fmt::Display for SpecError {
             return Ok(());
         };
         let (line, col) = location.line_col();
-        write!(
-            f,
-            "{}:{line}:{col}: {}",
-            location.source.path.display(),
-            self.message
-        )?;
+        write!(f, "{}:{line}:{col}: {}", location.source.path.display(), self.message)?;
         if let Some(key) = &self.key {
             write!(f, "\n  key: {key}")?;
         }
         if let Some(text) = location.source.text.lines().nth(line - 1) {
             let gutter = line.to_string().len();
-            let start = text
-                .char_indices()
-                .nth(col - 1)
-                .map_or(text.len(), |(i, _)| i);
+            let start = text.char_indices().nth(col - 1).map_or(text.len(), |(i, _)| i);
             let span_len = location.span.len().max(1);
             let width = text[start..]
                 .char_indices()

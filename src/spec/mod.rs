@@ -89,18 +89,10 @@ fn expand(raw: &RawExperiment, order: &[usize]) -> Result<Vec<TaskInstance>, Spe
                         Some(_) => {}
                         None => labels.push((param.value.clone(), text)),
                     }
-                    table.insert(
-                        param.value.clone(),
-                        ((*value).clone(), param.location.clone()),
-                    );
+                    table.insert(param.value.clone(), ((*value).clone(), param.location.clone()));
                 }
                 created.push(instances.len());
-                instances.push(resolve_instance(
-                    declaration,
-                    table,
-                    inputs.clone(),
-                    labels,
-                )?);
+                instances.push(resolve_instance(declaration, table, inputs.clone(), labels)?);
             }
         }
         members.insert(&declaration.name.value, created);
@@ -118,11 +110,7 @@ fn input_choices(
     let task = &declaration.name.value;
     let mut choices = Vec::new();
     for slot in kind.slots() {
-        let Some((_, target)) = declaration
-            .inputs
-            .iter()
-            .find(|(s, _)| s.value == slot.name)
-        else {
+        let Some((_, target)) = declaration.inputs.iter().find(|(s, _)| s.value == slot.name) else {
             return Err(SpecError::at(
                 &declaration.name.location,
                 Some(format!("tasks.{task}.inputs")),
@@ -143,7 +131,16 @@ fn input_choices(
         for &candidate in &candidates {
             let upstream = instances[candidate].kind.kind();
             if !slot.accepts.contains(&upstream) {
-                return Err(SpecError::at(&target.location, Some(format!("tasks.{task}.inputs.{}", slot.name)), format!("input `{}` of `{task}` must be a task of kind {}, but `{}` is a `{upstream}`", slot.name, slot.accepts.join(" or "), target.value)));
+                return Err(SpecError::at(
+                    &target.location,
+                    Some(format!("tasks.{task}.inputs.{}", slot.name)),
+                    format!(
+                        "input `{}` of `{task}` must be a task of kind {}, but `{}` is a `{upstream}`",
+                        slot.name,
+                        slot.accepts.join(" or "),
+                        target.value
+                    ),
+                ));
             }
         }
         choices.push((slot.name.to_string(), candidates));
@@ -176,8 +173,7 @@ fn join_inputs(
     choices: &[(String, Vec<usize>)],
     instances: &[TaskInstance],
 ) -> Vec<(BTreeMap<String, usize>, Vec<(String, String)>)> {
-    let mut combos: Vec<(BTreeMap<String, usize>, Vec<(String, String)>)> =
-        vec![(BTreeMap::new(), Vec::new())];
+    let mut combos: Vec<(BTreeMap<String, usize>, Vec<(String, String)>)> = vec![(BTreeMap::new(), Vec::new())];
     for (slot, candidates) in choices {
         let mut next = Vec::new();
         for (inputs, labels) in &combos {
@@ -201,9 +197,7 @@ fn join_inputs(
 }
 
 /// The cartesian product of a sweep table, in file order.
-fn grid(
-    sweep: &[(Located<String>, Vec<toml::Value>)],
-) -> Vec<Vec<(&Located<String>, &toml::Value)>> {
+fn grid(sweep: &[(Located<String>, Vec<toml::Value>)]) -> Vec<Vec<(&Located<String>, &toml::Value)>> {
     let mut points: Vec<Vec<(&Located<String>, &toml::Value)>> = vec![Vec::new()];
     for (param, values) in sweep {
         points = points
@@ -250,10 +244,7 @@ fn resolve_instance(
     labels: Vec<(String, String)>,
 ) -> Result<TaskInstance, SpecError> {
     let task = &declaration.name.value;
-    let locations: BTreeMap<String, Location> = table
-        .iter()
-        .map(|(k, (_, l))| (k.clone(), l.clone()))
-        .collect();
+    let locations: BTreeMap<String, Location> = table.iter().map(|(k, (_, l))| (k.clone(), l.clone())).collect();
     let values: toml::Table = table.into_iter().map(|(k, (v, _))| (k, v)).collect();
     let params = declaration.kind.resolve(values).map_err(|err| {
         let location = err

@@ -73,12 +73,8 @@ fn read_file(
     experiment: &mut RawExperiment,
     stack: &mut Vec<PathBuf>,
 ) -> Result<(), SpecError> {
-    let text = std::fs::read_to_string(path).map_err(|err| {
-        SpecError::without_location(format!(
-            "cannot read experiment file {}: {err}",
-            path.display()
-        ))
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|err| SpecError::without_location(format!("cannot read experiment file {}: {err}", path.display())))?;
     let source = Arc::new(Source {
         path: path.to_path_buf(),
         text,
@@ -128,12 +124,8 @@ fn read_file(
                     .chain([&canonical])
                     .map(|p| p.display().to_string())
                     .collect();
-                return Err(SpecError::at(
-                    &at(item.span()),
-                    Some("include".into()),
-                    "include cycle",
-                )
-                .note(chain.join(" includes ")));
+                return Err(SpecError::at(&at(item.span()), Some("include".into()), "include cycle")
+                    .note(chain.join(" includes ")));
             }
             read_file(&included, false, experiment, stack)?;
         }
@@ -191,20 +183,14 @@ fn read_file(
     Ok(())
 }
 
-fn read_experiment_table(
-    source: &Arc<Source>,
-    value: &Value,
-    experiment: &mut RawExperiment,
-) -> Result<(), SpecError> {
+fn read_experiment_table(source: &Arc<Source>, value: &Value, experiment: &mut RawExperiment) -> Result<(), SpecError> {
     let table = as_table(&Location::new(source, value.span()), "experiment", value)?;
     for (key, value) in table {
         let dotted = format!("experiment.{}", key.get_ref());
         let location = Location::new(source, value.span());
         match key.get_ref().as_ref() {
             "name" => experiment.name = Some(as_str(&location, &dotted, value)?.to_string()),
-            "description" => {
-                experiment.description = Some(as_str(&location, &dotted, value)?.to_string())
-            }
+            "description" => experiment.description = Some(as_str(&location, &dotted, value)?.to_string()),
             other => {
                 return Err(SpecError::at(
                     &Location::new(source, key.span()),
@@ -218,11 +204,7 @@ fn read_experiment_table(
     Ok(())
 }
 
-fn read_defaults(
-    source: &Arc<Source>,
-    value: &Value,
-    experiment: &mut RawExperiment,
-) -> Result<(), SpecError> {
+fn read_defaults(source: &Arc<Source>, value: &Value, experiment: &mut RawExperiment) -> Result<(), SpecError> {
     let table = as_table(&Location::new(source, value.span()), "defaults", value)?;
     for (key, value) in table {
         let name = key.get_ref().to_string();
@@ -233,12 +215,7 @@ fn read_defaults(
                 let dotted = format!("defaults.{name}.{}", param.get_ref());
                 let param_location = Location::new(source, param.span());
                 if !kind.param_names().contains(&param.get_ref().as_ref()) {
-                    return Err(unknown_param(
-                        &param_location,
-                        &dotted,
-                        kind,
-                        param.get_ref(),
-                    ));
+                    return Err(unknown_param(&param_location, &dotted, kind, param.get_ref()));
                 }
                 upsert(
                     entries,
@@ -308,7 +285,11 @@ fn read_declaration(
             let dotted = format!("{section}.{task_name}.kind");
             let kind_name = as_str(&at(value.span()), &dotted, value)?;
             if section == "datasets" && kind_name != "dataset" {
-                return Err(SpecError::at(&at(key.span()), Some(dotted), "entries under [datasets] are of kind `dataset`; declare other kinds under [tasks]"));
+                return Err(SpecError::at(
+                    &at(key.span()),
+                    Some(dotted),
+                    "entries under [datasets] are of kind `dataset`; declare other kinds under [tasks]",
+                ));
             }
             tasks::lookup(kind_name).ok_or_else(|| {
                 SpecError::at(
@@ -319,9 +300,7 @@ fn read_declaration(
                 .note(format!("known kinds: {}", tasks::kind_names().join(", ")))
             })?
         }
-        None if section == "datasets" => {
-            tasks::lookup("dataset").expect("dataset kind is registered")
-        }
+        None if section == "datasets" => tasks::lookup("dataset").expect("dataset kind is registered"),
         None => {
             return Err(SpecError::at(
                 &name_location,
@@ -356,12 +335,7 @@ fn read_declaration(
                     let param_dotted = format!("{dotted}.{}", param.get_ref());
                     let param_location = at(param.span());
                     if !kind.param_names().contains(&param.get_ref().as_ref()) {
-                        return Err(unknown_param(
-                            &param_location,
-                            &param_dotted,
-                            kind,
-                            param.get_ref(),
-                        ));
+                        return Err(unknown_param(&param_location, &param_dotted, kind, param.get_ref()));
                     }
                     let DeValue::Array(items) = values.get_ref() else {
                         return Err(type_error(
@@ -406,11 +380,7 @@ fn read_declaration(
         }
     }
     for (param, _) in &declaration.sweep {
-        if let Some((given, _)) = declaration
-            .params
-            .iter()
-            .find(|(p, _)| p.value == param.value)
-        {
+        if let Some((given, _)) = declaration.params.iter().find(|(p, _)| p.value == param.value) {
             let (line, col) = given.location.line_col();
             return Err(SpecError::at(
                 &param.location,
@@ -497,20 +467,11 @@ fn check_task_name(name: &str) -> Result<(), String> {
 }
 
 fn to_value(source: &Arc<Source>, value: &Value) -> Result<toml::Value, SpecError> {
-    toml::Value::deserialize(ValueDeserializer::from(value.clone())).map_err(|err| {
-        SpecError::at(
-            &Location::new(source, value.span()),
-            None,
-            err.message().to_string(),
-        )
-    })
+    toml::Value::deserialize(ValueDeserializer::from(value.clone()))
+        .map_err(|err| SpecError::at(&Location::new(source, value.span()), None, err.message().to_string()))
 }
 
-fn as_table<'a, 'i>(
-    location: &Location,
-    dotted: &str,
-    value: &'a Value<'i>,
-) -> Result<&'a Table<'i>, SpecError> {
+fn as_table<'a, 'i>(location: &Location, dotted: &str, value: &'a Value<'i>) -> Result<&'a Table<'i>, SpecError> {
     value
         .get_ref()
         .as_table()
@@ -528,10 +489,7 @@ fn type_error(location: &Location, dotted: &str, expected: &str, found: &Value) 
     SpecError::at(
         location,
         Some(dotted.to_string()),
-        format!(
-            "`{dotted}` must be {expected}, found {}",
-            found.get_ref().type_str()
-        ),
+        format!("`{dotted}` must be {expected}, found {}", found.get_ref().type_str()),
     )
 }
 
@@ -545,11 +503,7 @@ fn unknown_param(location: &Location, dotted: &str, kind: &dyn DynTask, param: &
     if let Some(close) = names.iter().find(|n| similar(n, param)) {
         error = error.note(format!("did you mean `{close}`?"));
     }
-    error.note(format!(
-        "parameters of `{}`: {}",
-        kind.kind(),
-        names.join(", ")
-    ))
+    error.note(format!("parameters of `{}`: {}", kind.kind(), names.join(", ")))
 }
 
 /// Cheap typo detector: same letters give or take one edit.

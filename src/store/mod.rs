@@ -92,8 +92,7 @@ impl Store {
         let root = root.into();
         for sub in ["artifacts", "tmp", "refs"] {
             let dir = root.join(sub);
-            fs::create_dir_all(&dir)
-                .with_context(|| format!("cannot create cache directory {}", dir.display()))?;
+            fs::create_dir_all(&dir).with_context(|| format!("cannot create cache directory {}", dir.display()))?;
         }
         Ok(Self { root })
     }
@@ -130,12 +129,8 @@ impl Store {
             .root
             .join("tmp")
             .join(format!("{key}.{}.{nonce:016x}", std::process::id()));
-        fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create staging directory {}", dir.display()))?;
-        Ok(Staging {
-            dir,
-            published: false,
-        })
+        fs::create_dir_all(&dir).with_context(|| format!("cannot create staging directory {}", dir.display()))?;
+        Ok(Staging { dir, published: false })
     }
 
     /// Hashes the staged files, writes the manifest and renames the directory into place.
@@ -177,10 +172,7 @@ impl Store {
             duration_s: provenance.duration_s,
             files,
         };
-        write_atomic(
-            &staging.dir.join(MANIFEST),
-            &serde_json::to_vec_pretty(&manifest)?,
-        )?;
+        write_atomic(&staging.dir.join(MANIFEST), &serde_json::to_vec_pretty(&manifest)?)?;
         fs::File::open(&staging.dir)?.sync_all()?;
 
         let target = self.artifact_dir(key);
@@ -191,13 +183,8 @@ impl Store {
                 Err(_) => self.discard(&target)?,
             }
         }
-        fs::rename(&staging.dir, &target).with_context(|| {
-            format!(
-                "cannot move {} into {}",
-                staging.dir.display(),
-                target.display()
-            )
-        })?;
+        fs::rename(&staging.dir, &target)
+            .with_context(|| format!("cannot move {} into {}", staging.dir.display(), target.display()))?;
         staging.published = true;
         if let Ok(dir) = fs::File::open(self.root.join("artifacts")) {
             let _ = dir.sync_all();
@@ -207,11 +194,10 @@ impl Store {
 
     /// Moves a (corrupt) artifact out of the way, then deletes it.
     fn discard(&self, dir: &Path) -> Result<()> {
-        let trash = self.root.join("tmp").join(format!(
-            "trash.{}.{:016x}",
-            std::process::id(),
-            rand::random::<u64>()
-        ));
+        let trash = self
+            .root
+            .join("tmp")
+            .join(format!("trash.{}.{:016x}", std::process::id(), rand::random::<u64>()));
         fs::rename(dir, &trash).with_context(|| format!("cannot move aside {}", dir.display()))?;
         fs::remove_dir_all(&trash).with_context(|| format!("cannot remove {}", trash.display()))
     }
@@ -281,10 +267,7 @@ impl Store {
         {
             return Ok(());
         }
-        write_atomic(
-            &self.ref_path(experiment, task),
-            &serde_json::to_vec_pretty(task_ref)?,
-        )
+        write_atomic(&self.ref_path(experiment, task), &serde_json::to_vec_pretty(task_ref)?)
     }
 }
 
@@ -312,8 +295,7 @@ impl Drop for Staging {
 fn read_manifest(dir: &Path) -> Result<Manifest> {
     let path = dir.join(MANIFEST);
     let bytes = fs::read(&path).with_context(|| format!("{} is missing", path.display()))?;
-    serde_json::from_slice(&bytes)
-        .with_context(|| format!("{} is not a valid manifest", path.display()))
+    serde_json::from_slice(&bytes).with_context(|| format!("{} is not a valid manifest", path.display()))
 }
 
 fn verify(dir: &Path, key: &str) -> Result<Manifest> {
@@ -327,10 +309,7 @@ fn verify(dir: &Path, key: &str) -> Result<Manifest> {
             .with_context(|| format!("{relative} is missing"))?
             .len();
         if size != entry.size {
-            bail!(
-                "{relative} has {size} bytes, the manifest says {}",
-                entry.size
-            );
+            bail!("{relative} has {size} bytes, the manifest says {}", entry.size);
         }
         let digest = file_digest(&path)?;
         if digest != entry.blake3 {
@@ -359,9 +338,7 @@ fn walk(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(current) = stack.pop() {
-        for entry in
-            fs::read_dir(&current).with_context(|| format!("cannot list {}", current.display()))?
-        {
+        for entry in fs::read_dir(&current).with_context(|| format!("cannot list {}", current.display()))? {
             let entry = entry?;
             if entry.file_type()?.is_dir() {
                 stack.push(entry.path());

@@ -56,17 +56,8 @@ pub fn fit_and_score<M: Fitted>(
     method: &str,
     fit: impl FnOnce(&Array2<f64>, &Array1<usize>, usize) -> Result<M>,
 ) -> Result<Metrics> {
-    let Features {
-        train,
-        eval,
-        n_classes,
-    } = tfidf::load_features(&ctx.input("features")?.dir)?;
-    if let Some(&bad) = train
-        .labels
-        .iter()
-        .chain(eval.labels.iter())
-        .find(|&&l| l >= n_classes)
-    {
+    let Features { train, eval, n_classes } = tfidf::load_features(&ctx.input("features")?.dir)?;
+    if let Some(&bad) = train.labels.iter().chain(eval.labels.iter()).find(|&&l| l >= n_classes) {
         bail!("label {bad} is outside the dataset's {n_classes} classes");
     }
     ctx.check_cancelled()?;
@@ -91,9 +82,7 @@ pub fn fit_and_score<M: Fitted>(
         eval_time_s: Some(eval_time),
         ..Metrics::default()
     };
-    metrics
-        .extra
-        .insert("eval_examples".into(), predicted.len().into());
+    metrics.extra.insert("eval_examples".into(), predicted.len().into());
     Ok(metrics)
 }
 

@@ -69,10 +69,7 @@ impl Task for Dataset {
     type Params = Params;
 
     fn files(params: &Params) -> Vec<(&'static str, PathBuf)> {
-        vec![
-            ("train", params.train.clone()),
-            ("eval", params.eval.clone()),
-        ]
+        vec![("train", params.train.clone()), ("eval", params.eval.clone())]
     }
 
     fn run(params: &Params, ctx: &Context) -> Result<Metrics> {
@@ -83,12 +80,7 @@ impl Task for Dataset {
             ("eval", &params.eval, params.eval_size),
         ] {
             let path = ctx.resolve(path);
-            let mut examples = read_csv(
-                &path,
-                &params.text_column,
-                &params.label_column,
-                params.labels.as_ref(),
-            )?;
+            let mut examples = read_csv(&path, &params.text_column, &params.label_column, params.labels.as_ref())?;
             if examples.is_empty() {
                 bail!("{}: the {split} split has no rows", path.display());
             }
@@ -105,9 +97,7 @@ impl Task for Dataset {
                 examples.truncate(size);
             }
             classes = classes.max(examples.iter().map(|e| e.label + 1).max().unwrap_or(0));
-            metrics
-                .extra
-                .insert(format!("{split}_rows"), examples.len().into());
+            metrics.extra.insert(format!("{split}_rows"), examples.len().into());
             write_split(&ctx.output(&format!("{split}.jsonl")), &examples)?;
         }
         let names: Vec<String> = match &params.labels {
@@ -121,10 +111,7 @@ impl Task for Dataset {
             None => (0..classes).map(|id| id.to_string()).collect(),
         };
         metrics.extra.insert("classes".into(), names.len().into());
-        crate::util::write_atomic(
-            &ctx.output("labels.json"),
-            &serde_json::to_vec_pretty(&names)?,
-        )?;
+        crate::util::write_atomic(&ctx.output("labels.json"), &serde_json::to_vec_pretty(&names)?)?;
         Ok(metrics)
     }
 }
@@ -156,11 +143,7 @@ pub fn read_csv(
     let column = |name: &str| {
         headers.iter().position(|h| h == name).with_context(|| {
             let found: Vec<&str> = headers.iter().collect();
-            format!(
-                "{}: no column `{name}` (columns: {})",
-                path.display(),
-                found.join(", ")
-            )
+            format!("{}: no column `{name}` (columns: {})", path.display(), found.join(", "))
         })
     };
     let (text_index, label_index) = (column(text_column)?, column(label_column)?);
@@ -198,8 +181,7 @@ pub fn read_csv(
 }
 
 fn write_split(path: &Path, examples: &[Example]) -> Result<()> {
-    let mut out =
-        BufWriter::new(File::create(path).with_context(|| format!("creating {}", path.display()))?);
+    let mut out = BufWriter::new(File::create(path).with_context(|| format!("creating {}", path.display()))?);
     for example in examples {
         serde_json::to_writer(&mut out, example)?;
         out.write_all(b"\n")?;
@@ -217,8 +199,7 @@ pub fn load_split(artifact: &Path, split: &str) -> Result<Vec<Example>> {
         .enumerate()
         .map(|(i, line)| {
             let line = line?;
-            serde_json::from_str(&line)
-                .with_context(|| format!("{}:{}: bad record", path.display(), i + 1))
+            serde_json::from_str(&line).with_context(|| format!("{}:{}: bad record", path.display(), i + 1))
         })
         .collect()
 }
@@ -274,13 +255,8 @@ mod tests {
         ];
         for (content, expected) in cases {
             let file = csv(content);
-            let err = read_csv(file.path(), "text", "label", None)
-                .unwrap_err()
-                .to_string();
-            assert!(
-                err.contains(expected),
-                "{err:?} should contain {expected:?}"
-            );
+            let err = read_csv(file.path(), "text", "label", None).unwrap_err().to_string();
+            assert!(err.contains(expected), "{err:?} should contain {expected:?}");
             assert!(
                 err.contains(&file.path().display().to_string()),
                 "{err:?} names the file"

@@ -4,8 +4,7 @@
 use anyhow::{bail, Context as _, Result};
 use linfa::prelude::*;
 use linfa_logistic::{
-    FittedLogisticRegression, LogisticRegression, MultiFittedLogisticRegression,
-    MultiLogisticRegression,
+    FittedLogisticRegression, LogisticRegression, MultiFittedLogisticRegression, MultiLogisticRegression,
 };
 use ndarray::{Array1, Array2};
 use serde::{Deserialize, Serialize};

@@ -88,10 +88,7 @@ impl Task for Tfidf {
             bail!("ngram_range must be [min, max] with 1 <= min <= max, got [{min_n}, {max_n}]");
         }
         if !(0.0..=1.0).contains(&params.max_df) {
-            bail!(
-                "max_df must be a fraction between 0 and 1, got {}",
-                params.max_df
-            );
+            bail!("max_df must be a fraction between 0 and 1, got {}", params.max_df);
         }
         let data = ctx.input("data")?;
         let train = dataset::load_split(&data.dir, "train")?;
@@ -111,17 +108,14 @@ impl Task for Tfidf {
             .n_gram_range(min_n, max_n)
             .document_frequency(min_fraction as f32, params.max_df as f32)
             .max_features((params.max_features > 0).then_some(params.max_features));
-        let texts =
-            |examples: &[Example]| Array1::from_iter(examples.iter().map(|e| e.text.clone()));
+        let texts = |examples: &[Example]| Array1::from_iter(examples.iter().map(|e| e.text.clone()));
         let fitted = vectorizer
             .fit(&texts(&train))
             .context("fitting the TF-IDF vocabulary")?;
         ctx.check_cancelled()?;
         let mut splits = Vec::new();
         for (name, examples) in [("train", &train), ("eval", &eval)] {
-            let mut matrix = fitted
-                .transform(&texts(examples))
-                .context("TF-IDF transform")?;
+            let mut matrix = fitted.transform(&texts(examples)).context("TF-IDF transform")?;
             if params.norm == Norm::L2 {
                 l2_normalize_rows(&mut matrix);
             }
@@ -133,12 +127,7 @@ impl Task for Tfidf {
         }
         let vectorize_time = started.elapsed().as_secs_f64();
         let n_features = fitted.nentries();
-        write_features(
-            &ctx.output("features.safetensors"),
-            &splits,
-            n_features,
-            n_classes,
-        )?;
+        write_features(&ctx.output("features.safetensors"), &splits, n_features, n_classes)?;
         crate::util::write_atomic(
             &ctx.output("vocabulary.json"),
             &serde_json::to_vec(fitted.vocabulary())?,
@@ -146,9 +135,7 @@ impl Task for Tfidf {
 
         let mut metrics = Metrics::default();
         metrics.extra.insert("n_features".into(), n_features.into());
-        metrics
-            .extra
-            .insert("vectorize_time_s".into(), vectorize_time.into());
+        metrics.extra.insert("vectorize_time_s".into(), vectorize_time.into());
         Ok(metrics)
     }
 }
@@ -183,12 +170,7 @@ fn write_features(
         } else {
             matrix.to_csr()
         };
-        let indptr: Vec<i64> = matrix
-            .indptr()
-            .raw_storage()
-            .iter()
-            .map(|&i| i as i64)
-            .collect();
+        let indptr: Vec<i64> = matrix.indptr().raw_storage().iter().map(|&i| i as i64).collect();
         let indices: Vec<i64> = matrix.indices().iter().map(|&i| i as i64).collect();
         buffers.push((
             format!("{name}.indptr"),
@@ -217,16 +199,13 @@ fn write_features(
     }
     let views = buffers
         .iter()
-        .map(|(name, dtype, shape, bytes)| {
-            Ok((name.clone(), TensorView::new(*dtype, shape.clone(), bytes)?))
-        })
+        .map(|(name, dtype, shape, bytes)| Ok((name.clone(), TensorView::new(*dtype, shape.clone(), bytes)?)))
         .collect::<Result<Vec<_>>>()?;
     let metadata = HashMap::from([
         ("n_features".to_string(), n_features.to_string()),
         ("n_classes".to_string(), n_classes.to_string()),
     ]);
-    safetensors::serialize_to_file(views, Some(metadata), path)
-        .with_context(|| format!("writing {}", path.display()))
+    safetensors::serialize_to_file(views, Some(metadata), path).with_context(|| format!("writing {}", path.display()))
 }
 
 /// One split of a `tfidf` artifact, densified for the linfa estimators.
