@@ -15,6 +15,7 @@ use crate::plan::{self, short, Plan, Reason, Status};
 use crate::report;
 use crate::reporter::{Mode, Reporter};
 use crate::scheduler::{self, Options};
+use crate::spec::executor::ExecutorKind;
 use crate::spec::{self, Experiment};
 use crate::store::Store;
 use crate::util::human_duration;
@@ -37,6 +38,10 @@ pub struct RunArgs<'a> {
     pub dry_run: bool,
     pub fail_fast: bool,
     pub cancel: &'a AtomicBool,
+    /// Overrides the experiment's `[executor] kind`.
+    pub executor: Option<ExecutorKind>,
+    /// Slurm: submit the jobs and return.
+    pub detach: bool,
 }
 
 /// `run`: returns true when every selected task is cached or succeeded.
@@ -59,9 +64,17 @@ pub fn run(settings: &Settings, files: &[PathBuf], args: &RunArgs) -> Result<boo
             only: selection,
             fail_fast: args.fail_fast,
             cancel: args.cancel,
+            executor: args.executor,
+            detach: args.detach,
         };
         let summary = scheduler::run(&plan, &store, &options, &|event| reporter.handle(event))?;
         all_ok &= summary.failures().is_empty() && summary.count(|o| matches!(o, scheduler::Outcome::Skipped(_))) == 0;
+        if args.detach && summary.count(|o| matches!(o, scheduler::Outcome::Submitted { .. })) > 0 {
+            if settings.mode != Mode::Json {
+                eprintln!("detached; follow with `orchestrate status {} --follow`", file.display());
+            }
+            continue;
+        }
         // The table is regenerated from the cache, exactly as `report` would.
         let plan = plan::plan(&experiment, &store)?;
         let report = report::collect(&plan, &store)?;
@@ -128,8 +141,96 @@ fn emit_report(settings: &Settings, report: &report::Report) -> Result<()> {
     Ok(())
 }
 
-/// `plan` / `status`.
-pub fn status(settings: &Settings, files: &[PathBuf]) -> Result<String> {
+/// `worker`: runs exactly one task whose inputs are cached; what a Slurm job executes.
+/// Refuses when the experiment no longer gives the task the submitted key.
+pub fn worker(settings: &Settings, file: &Path, task_name: &str, key: &str, cancel: &AtomicBool) -> Result<bool> {
+    let experiment = load(file)?;
+    let store = Store::open(&settings.cache_dir)?;
+    let plan = plan::plan(&experiment, &store)?;
+    let index = experiment
+        .find(task_name)
+        .with_context(|| format!("no task `{task_name}` in {}", file.display()))?;
+    if plan.entries[index].key != key {
+        bail!(
+            "task `{task_name}` now has key {} but was submitted with {}: {} changed since",
+            short(&plan.entries[index].key),
+            short(key),
+            file.display()
+        );
+    }
+    if plan.entries[index].status.is_cached() {
+        return Ok(true);
+    }
+    for (slot, &upstream) in &experiment.tasks[index].inputs {
+        if !plan.entries[upstream].status.is_cached() {
+            bail!(
+                "input `{slot}` ({}) of `{task_name}` is not in the cache",
+                experiment.tasks[upstream].name
+            );
+        }
+    }
+    let reporter = Reporter::new(settings.mode);
+    let handle = |event| reporter.handle(event);
+    let emitter = scheduler::Emitter::new(&handle);
+    match scheduler::execute(&plan, &store, index, cancel, &emitter) {
+        Ok(_) => Ok(true),
+        Err(error) => bail!("task `{task_name}` failed: {error}"),
+    }
+}
+
+/// `status`: the plan, plus the jobs of the experiment's latest Slurm run; `follow` waits
+/// for that run's jobs like the driver would.
+pub fn status(settings: &Settings, files: &[PathBuf], follow: bool, cancel: &AtomicBool) -> Result<bool> {
+    let store = Store::open_existing(&settings.cache_dir);
+    let mut all_ok = true;
+    for file in files {
+        let experiment = load(file)?;
+        let plan = plan::plan(&experiment, &store)?;
+        let Some(mut record) = scheduler::slurm::latest_run(&store, &experiment.name)? else {
+            print!("{}", render_plan(&plan, None, settings.mode)?);
+            continue;
+        };
+        if follow && record.is_active() {
+            let reporter = Reporter::new(settings.mode);
+            let handle = |event| reporter.handle(event);
+            let emitter = scheduler::Emitter::new(&handle);
+            let options = Options {
+                jobs: 1,
+                only: None,
+                fail_fast: false,
+                cancel,
+                executor: None,
+                detach: false,
+            };
+            let mut summary = scheduler::Summary::default();
+            let graph = crate::graph::TaskGraph::new(&experiment.tasks);
+            scheduler::slurm::follow(&plan, &store, &graph, &mut record, &options, &emitter, &mut summary)?;
+            all_ok &= summary.failures().is_empty();
+            let plan = plan::plan(&experiment, &store)?;
+            emit_report(settings, &report::collect(&plan, &store)?)?;
+            continue;
+        }
+        print!("{}", render_plan(&plan, None, settings.mode)?);
+        if settings.mode == Mode::Json {
+            println!("{}", serde_json::to_string_pretty(&record)?);
+        } else {
+            let mut table = Table::new();
+            table
+                .load_preset(presets::UTF8_FULL_CONDENSED)
+                .set_header(["task", "Slurm job", "state", "outcome"]);
+            for job in &record.jobs {
+                let outcome = job.outcome.clone().unwrap_or_else(|| "in progress".into());
+                table.add_row([job.task.clone(), job.job_id.clone(), job.state.clone(), outcome]);
+            }
+            println!("Slurm run {} ({}):\n{table}", record.run_id, record.created);
+        }
+        all_ok &= !record.jobs.iter().any(|j| j.outcome.as_deref() == Some("failed"));
+    }
+    Ok(all_ok)
+}
+
+/// `plan`.
+pub fn plan_command(settings: &Settings, files: &[PathBuf]) -> Result<String> {
     let store = Store::open_existing(&settings.cache_dir);
     let mut out = String::new();
     for file in files {

@@ -30,6 +30,11 @@ pub enum Event {
         task: String,
         key: String,
     },
+    /// A task was submitted to a cluster as a job (Slurm executor).
+    TaskSubmitted {
+        task: String,
+        job: String,
+    },
     /// A task started; `reasons` say why it was not cached.
     TaskStarted {
         task: String,
@@ -73,6 +78,7 @@ impl Event {
     pub fn task(&self) -> Option<&str> {
         match self {
             Event::TaskCached { task, .. }
+            | Event::TaskSubmitted { task, .. }
             | Event::TaskStarted { task, .. }
             | Event::TaskProgress { task, .. }
             | Event::TaskFinished { task, .. }

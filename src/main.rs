@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use clap::{Parser, Subcommand};
 use orchestrate::commands::{self, RunArgs, Settings};
 use orchestrate::reporter::Mode;
+use orchestrate::spec::executor::ExecutorKind;
 
 #[derive(Parser)]
 #[command(
@@ -49,12 +50,35 @@ enum Command {
         /// Stop starting tasks after the first failure.
         #[arg(long)]
         fail_fast: bool,
+        /// Where tasks run (default: the experiment's `[executor] kind`, else local).
+        #[arg(long, value_enum)]
+        executor: Option<ExecutorKind>,
+        /// Slurm: submit the jobs and return; follow later with `status --follow`.
+        #[arg(long)]
+        detach: bool,
     },
     /// Show each task's key and whether it is cached or will run, and why.
-    #[command(alias = "status")]
     Plan {
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+    /// The plan plus the jobs of the experiment's latest Slurm run.
+    Status {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Wait for the run's jobs, showing progress, then print the report.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Run one task whose inputs are cached (what Slurm jobs execute).
+    #[command(hide = true)]
+    Worker {
+        #[arg(long)]
+        experiment: PathBuf,
+        #[arg(long)]
+        task: String,
+        #[arg(long)]
+        key: String,
     },
     /// Explain why a task would run: its key, its parts and what changed.
     Why {
@@ -103,6 +127,7 @@ fn main() -> ExitCode {
             "interrupting: running tasks stop at their next step, nothing partial is kept (Ctrl-C again to quit now)"
         );
     });
+    let printed = |out: anyhow::Result<String>| out.map(|text| print!("{text}")).map(|()| true);
     let result = match cli.command {
         Command::Run {
             files,
@@ -110,28 +135,27 @@ fn main() -> ExitCode {
             jobs,
             dry_run,
             fail_fast,
-        } => commands::run(
-            &settings,
-            &files,
-            &RunArgs {
+            executor,
+            detach,
+        } => {
+            let args = RunArgs {
                 only,
                 jobs,
                 dry_run,
                 fail_fast,
                 cancel: &CANCEL,
-            },
-        ),
-        Command::Plan { files } => commands::status(&settings, &files)
-            .map(|out| print!("{out}"))
-            .map(|()| true),
-        Command::Why { task, experiment } => commands::why(&settings, &experiment, &task)
-            .map(|out| print!("{out}"))
-            .map(|()| true),
+                executor,
+                detach,
+            };
+            commands::run(&settings, &files, &args)
+        }
+        Command::Plan { files } => printed(commands::plan_command(&settings, &files)),
+        Command::Status { files, follow } => commands::status(&settings, &files, follow, &CANCEL),
+        Command::Worker { experiment, task, key } => commands::worker(&settings, &experiment, &task, &key, &CANCEL),
+        Command::Why { task, experiment } => printed(commands::why(&settings, &experiment, &task)),
         Command::Report { files } => commands::report(&settings, &files),
-        Command::Gc { files, dry_run } => commands::gc(&settings, &files, dry_run)
-            .map(|out| print!("{out}"))
-            .map(|()| true),
-        Command::Ls => commands::ls(&settings).map(|out| print!("{out}")).map(|()| true),
+        Command::Gc { files, dry_run } => printed(commands::gc(&settings, &files, dry_run)),
+        Command::Ls => printed(commands::ls(&settings)),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -70,6 +70,7 @@ impl Reporter {
                 ));
             }
             Event::TaskCached { task, key } => self.line(format!("   cached  {task} ({})", short(&key))),
+            Event::TaskSubmitted { task, job } => self.line(format!("submitted  {task} as Slurm job {job}")),
             Event::TaskStarted {
                 task, kind, reasons, ..
             } => {

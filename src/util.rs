@@ -41,6 +41,13 @@ pub fn struct_fields<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
     fields
 }
 
+/// serde reports an unknown field only in its message (the path stops at the parent):
+/// recover the field's name from it.
+pub fn unknown_field(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    Some(rest[..rest.find('`')?].to_string())
+}
+
 /// blake3 of a file's content, hex.
 pub fn file_digest(path: &Path) -> Result<String> {
     let mut hasher = blake3::Hasher::new();
@@ -65,6 +72,19 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     tmp.persist(path)
         .with_context(|| format!("renaming into {}", path.display()))?;
     Ok(())
+}
+
+/// Now as RFC 3339, UTC.
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Now as `20261123T091500.123`, UTC: sorts by time, safe in file names.
+pub fn timestamp_compact() -> String {
+    let format = time::macros::format_description!("[year][month][day]T[hour][minute][second].[subsecond digits:3]");
+    time::OffsetDateTime::now_utc().format(&format).unwrap_or_default()
 }
 
 /// Seconds as a short human string: `4.2 ms`, `1.42 s`, `12.3 s`, `4 m 05 s`.

@@ -76,6 +76,8 @@ impl Sandbox {
             only: None,
             fail_fast: false,
             cancel: &cancel,
+            executor: None,
+            detach: false,
         };
         let summary = scheduler::run(&plan, &store, &options, &|_| {}).unwrap();
         summary

@@ -7,6 +7,7 @@
 //! instance's parameters through its kind, so type errors point at the key that caused them.
 
 pub mod error;
+pub mod executor;
 pub mod raw;
 
 use std::collections::BTreeMap;
@@ -23,6 +24,8 @@ pub struct Experiment {
     pub description: Option<String>,
     pub path: PathBuf,
     pub tasks: Vec<TaskInstance>,
+    /// Where tasks run (`[executor]`); the local machine unless set.
+    pub executor: executor::ExecutorSpec,
 }
 
 /// One runnable task: a declaration with defaults applied and sweep values fixed.
@@ -65,6 +68,7 @@ pub fn load(path: &Path) -> Result<Experiment, SpecError> {
         description: raw.description.clone(),
         path: path.to_path_buf(),
         tasks,
+        executor: raw.executor.clone().unwrap_or_default(),
     })
 }
 

@@ -10,6 +10,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 
 use super::error::{Location, Source, SpecError};
+use super::executor::ExecutorSpec;
 use crate::tasks::{self, DynTask};
 
 /// A value from the file with where it was written.
@@ -54,6 +55,8 @@ pub struct RawExperiment {
     pub defaults: Vec<Default>,
     /// Defaults per kind, from `[defaults.<kind>]`.
     pub kind_defaults: BTreeMap<&'static str, Vec<Default>>,
+    /// `[executor]`; the main file's replaces an included one.
+    pub executor: Option<ExecutorSpec>,
 }
 
 type Table<'i> = DeTable<'i>;
@@ -146,6 +149,7 @@ fn read_file(
                 read_experiment_table(&source, value, experiment)?;
             }
             "defaults" => read_defaults(&source, value, experiment)?,
+            "executor" => experiment.executor = Some(read_executor(&source, value)?),
             section @ ("datasets" | "tasks") => {
                 let table = as_table(&at(value.span()), section, value)?;
                 for (name, body) in table {
@@ -175,7 +179,7 @@ fn read_file(
                     Some(other.to_string()),
                     format!("unknown top-level key `{other}`"),
                 )
-                .note("expected one of `experiment`, `include`, `defaults`, `datasets`, `tasks`"));
+                .note("expected one of `experiment`, `include`, `defaults`, `executor`, `datasets`, `tasks`"));
             }
         }
     }
@@ -202,6 +206,63 @@ fn read_experiment_table(source: &Arc<Source>, value: &Value, experiment: &mut R
         }
     }
     Ok(())
+}
+
+fn read_executor(source: &Arc<Source>, value: &Value) -> Result<ExecutorSpec, SpecError> {
+    let spec: ExecutorSpec = deserialize_located(source, "executor", value)?;
+    if let DeValue::Table(table) = value.get_ref() {
+        if let Some(kinds) = table.get("kinds").and_then(|k| k.get_ref().as_table()) {
+            for kind in kinds.keys() {
+                if tasks::lookup(kind.get_ref()).is_none() {
+                    return Err(SpecError::at(
+                        &Location::new(source, kind.span()),
+                        Some(format!("executor.kinds.{}", kind.get_ref())),
+                        format!("unknown task kind `{}`", kind.get_ref()),
+                    )
+                    .note(format!("known kinds: {}", tasks::kind_names().join(", "))));
+                }
+            }
+        }
+    }
+    Ok(spec)
+}
+
+/// Deserializes a table into `T`, pointing errors at the offending nested key.
+fn deserialize_located<T: serde::de::DeserializeOwned>(
+    source: &Arc<Source>,
+    dotted: &str,
+    value: &Value,
+) -> Result<T, SpecError> {
+    let plain = to_value(source, value)?;
+    serde_path_to_error::deserialize(plain).map_err(|err| {
+        let message = err.inner().message().trim_end().to_string();
+        let mut keys: Vec<String> = err
+            .path()
+            .iter()
+            .filter_map(|segment| match segment {
+                serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+                _ => None,
+            })
+            .collect();
+        keys.extend(crate::util::unknown_field(&message));
+        // Walk down the spanned table as far as the keys go.
+        let mut span = value.span();
+        let mut current = value;
+        for key in &keys {
+            match current.get_ref().as_table().and_then(|t| t.get_key_value(key.as_str())) {
+                Some((spanned_key, next)) => {
+                    span = spanned_key.span();
+                    current = next;
+                }
+                None => break,
+            }
+        }
+        let key = std::iter::once(dotted.to_string())
+            .chain(keys)
+            .collect::<Vec<_>>()
+            .join(".");
+        SpecError::at(&Location::new(source, span), Some(key), message)
+    })
 }
 
 fn read_defaults(source: &Arc<Source>, value: &Value, experiment: &mut RawExperiment) -> Result<(), SpecError> {

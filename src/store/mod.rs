@@ -168,7 +168,7 @@ impl Store {
             parts: parts.clone(),
             task: provenance.task.to_string(),
             experiment: provenance.experiment.to_string(),
-            created: now_rfc3339(),
+            created: crate::util::now_rfc3339(),
             duration_s: provenance.duration_s,
             files,
         };
@@ -366,10 +366,4 @@ fn escape(name: &str) -> String {
 
 fn process_alive(pid: u32) -> bool {
     pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists()
-}
-
-fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }

@@ -179,7 +179,7 @@ impl<T: Task> DynTask for Kind<T> {
             });
             let message = err.inner().message().trim_end().to_string();
             // serde reports an unknown field without a path; recover the key from its message.
-            let key = key.or_else(|| unknown_field(&message));
+            let key = key.or_else(|| crate::util::unknown_field(&message));
             ParamError { key, message }
         })?;
         serde_json::to_value(&typed).map_err(|err| ParamError {
@@ -193,11 +193,6 @@ impl<T: Task> DynTask for Kind<T> {
     fn run(&self, params: &serde_json::Value, ctx: &Context) -> Result<Metrics> {
         T::run(&Self::typed(params)?, ctx)
     }
-}
-
-fn unknown_field(message: &str) -> Option<String> {
-    let rest = message.strip_prefix("unknown field `")?;
-    Some(rest[..rest.find('`')?].to_string())
 }
 
 /// Every task kind orchestrate knows.

@@ -1,0 +1,480 @@
+//! The Slurm executor: each task that is not cached becomes a batch job running
+//! `orchestrate worker` for exactly that task against the same cache directory (a shared
+//! filesystem), chained with `--dependency=afterok:…` and `--kill-on-invalid-dep=yes`.
+//!
+//! What Slurm 22.05 taught us (see shared/tools/slurm): an `afterok` on an unknown or
+//! purged job id counts as satisfied, so jobs only ever depend on jobs submitted by the same
+//! run, and the driver keeps its own record of job states (`<cache>/slurm/<run>/run.json`);
+//! `squeue` hides finished jobs without `-t all`; `sacct` needs accounting, so it is not used.
+//! A job's own state is not trusted for success: when a job completes, the driver verifies
+//! its artifact in the store (manifest and hashes). A failed job fails its task with the
+//! tail of the job's stderr; its dependents are cancelled and reported as skipped.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _, Result};
+use serde::{Deserialize, Serialize};
+
+use super::{reasons, skip_dependents, Emitter, Options, Outcome, Prepared, Summary};
+use crate::events::Event;
+use crate::graph::TaskGraph;
+use crate::plan::Plan;
+use crate::store::{Lookup, Store};
+use crate::tasks::Metrics;
+use crate::util::write_atomic;
+
+/// One submitted task.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct JobRecord {
+    pub task: String,
+    pub key: String,
+    pub job_id: String,
+    /// Last Slurm state seen (`PENDING`, `RUNNING`, `COMPLETED`, …).
+    pub state: String,
+    /// Where the job's stdout and stderr go.
+    pub stdout: PathBuf,
+    pub stderr: PathBuf,
+    /// The driver's verdict once the job is over: `finished`, `failed`, `skipped`.
+    pub outcome: Option<String>,
+}
+
+/// Everything the driver submitted in one run; `status` reads it back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub experiment: String,
+    pub experiment_path: PathBuf,
+    pub created: String,
+    pub jobs: Vec<JobRecord>,
+}
+
+impl RunRecord {
+    pub fn is_active(&self) -> bool {
+        self.jobs.iter().any(|j| j.outcome.is_none())
+    }
+}
+
+fn runs_dir(store: &Store) -> PathBuf {
+    store.root().join("slurm")
+}
+
+fn record_path(store: &Store, run_id: &str) -> PathBuf {
+    runs_dir(store).join(run_id).join("run.json")
+}
+
+fn save(store: &Store, record: &RunRecord) -> Result<()> {
+    write_atomic(&record_path(store, &record.run_id), &serde_json::to_vec_pretty(record)?)
+}
+
+/// The most recent Slurm run recorded for an experiment.
+pub fn latest_run(store: &Store, experiment: &str) -> Result<Option<RunRecord>> {
+    let dir = runs_dir(store);
+    if !dir.exists() {
+        return Ok(None);
+    }
+    let mut ids: Vec<String> = std::fs::read_dir(&dir)?
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect();
+    ids.sort();
+    for id in ids.iter().rev() {
+        let Ok(bytes) = std::fs::read(record_path(store, id)) else {
+            continue;
+        };
+        let record: RunRecord = serde_json::from_slice(&bytes).with_context(|| format!("bad run record {id}"))?;
+        if record.experiment == experiment {
+            return Ok(Some(record));
+        }
+    }
+    Ok(None)
+}
+
+/// Submits every task to run, then follows the jobs (unless `detach`).
+pub fn run(
+    plan: &Plan,
+    store: &Store,
+    prepared: &Prepared,
+    options: &Options,
+    emitter: &Emitter,
+    summary: &mut Summary,
+) -> Result<()> {
+    if prepared.to_run.is_empty() {
+        return Ok(());
+    }
+    let experiment = plan.experiment;
+    let binary = std::env::current_exe().context("cannot locate the orchestrate binary for the job scripts")?;
+    let experiment_path = experiment
+        .path
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", experiment.path.display()))?;
+    let cache_dir = store
+        .root()
+        .canonicalize()
+        .context("cannot resolve the cache directory")?;
+    let workdir = std::env::current_dir()?;
+    let run_id = format!("{}-{}", crate::util::timestamp_compact(), std::process::id());
+    let run_dir = runs_dir(store).join(&run_id);
+    std::fs::create_dir_all(&run_dir).with_context(|| format!("cannot create {}", run_dir.display()))?;
+
+    let mut record = RunRecord {
+        run_id: run_id.clone(),
+        experiment: experiment.name.clone(),
+        experiment_path: experiment_path.clone(),
+        created: crate::util::now_rfc3339(),
+        jobs: Vec::new(),
+    };
+    let mut job_of: BTreeMap<usize, String> = BTreeMap::new();
+    for &index in prepared.order.iter().filter(|i| prepared.to_run.contains(i)) {
+        let task = &experiment.tasks[index];
+        let entry = &plan.entries[index];
+        let file_stem = format!("{:03}-{}", record.jobs.len(), sanitize(&task.name));
+        let script = run_dir.join(format!("{file_stem}.sh"));
+        let (stdout, stderr) = (
+            run_dir.join(format!("{file_stem}.out")),
+            run_dir.join(format!("{file_stem}.err")),
+        );
+        let command = [
+            binary.display().to_string(),
+            "--cache-dir".into(),
+            cache_dir.display().to_string(),
+            "worker".into(),
+            "--experiment".into(),
+            experiment_path.display().to_string(),
+            "--task".into(),
+            task.name.clone(),
+            "--key".into(),
+            entry.key.clone(),
+        ];
+        let body = format!(
+            "#!/bin/bash\n# orchestrate: task `{}` of experiment `{}`, key {}\nexec {}\n",
+            task.name,
+            experiment.name,
+            entry.key,
+            command.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" ")
+        );
+        write_atomic(&script, body.as_bytes())?;
+        let dependencies: Vec<&str> = prepared
+            .graph
+            .dependencies(index)
+            .filter_map(|d| job_of.get(&d).map(String::as_str))
+            .collect();
+        let mut args = vec![
+            "--parsable".to_string(),
+            format!("--job-name=orchestrate:{}", task.name),
+            format!("--output={}", stdout.display()),
+            format!("--error={}", stderr.display()),
+            format!("--chdir={}", workdir.display()),
+        ];
+        if !dependencies.is_empty() {
+            args.push(format!("--dependency=afterok:{}", dependencies.join(":")));
+            args.push("--kill-on-invalid-dep=yes".into());
+        }
+        args.extend(experiment.executor.resources(task.kind.kind()).sbatch_options());
+        args.push(script.display().to_string());
+        let job_id = match submit(&args) {
+            Ok(id) => id,
+            Err(err) => {
+                // Leave nothing half-submitted behind.
+                cancel(job_of.values().map(String::as_str));
+                return Err(err.context(format!("submitting `{}`", task.name)));
+            }
+        };
+        emitter.send(Event::TaskSubmitted {
+            task: task.name.clone(),
+            job: job_id.clone(),
+        });
+        job_of.insert(index, job_id.clone());
+        record.jobs.push(JobRecord {
+            task: task.name.clone(),
+            key: entry.key.clone(),
+            job_id,
+            state: "PENDING".into(),
+            stdout,
+            stderr,
+            outcome: None,
+        });
+        save(store, &record)?;
+    }
+    if options.detach {
+        for (&index, job) in &job_of {
+            summary.outcomes.insert(index, Outcome::Submitted { job: job.clone() });
+        }
+        return Ok(());
+    }
+    follow(plan, store, &prepared.graph, &mut record, options, emitter, summary)
+}
+
+/// Polls the run's jobs until every one is over, turning state changes into events.
+pub fn follow(
+    plan: &Plan,
+    store: &Store,
+    graph: &TaskGraph,
+    record: &mut RunRecord,
+    options: &Options,
+    emitter: &Emitter,
+    summary: &mut Summary,
+) -> Result<()> {
+    let experiment = plan.experiment;
+    let index_of: BTreeMap<String, usize> = experiment
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.name.clone(), i))
+        .collect();
+    let mut pending: BTreeSet<usize> = BTreeSet::new();
+    for job in &record.jobs {
+        let Some(&index) = index_of.get(&job.task) else {
+            bail!(
+                "run {} has task `{}`, which the experiment no longer declares",
+                record.run_id,
+                job.task
+            )
+        };
+        if plan.entries[index].key != job.key {
+            bail!(
+                "task `{}` changed since run {} submitted it; rerun instead of following",
+                job.task,
+                record.run_id
+            );
+        }
+        if job.outcome.is_none() {
+            pending.insert(index);
+        }
+    }
+    let mut started: BTreeSet<usize> = BTreeSet::new();
+    let poll = Duration::from_secs_f64(experiment.executor.poll_interval.unwrap_or(1.0).max(0.05));
+    while !pending.is_empty() {
+        if options.cancel.load(Ordering::Relaxed) {
+            cancel(
+                record
+                    .jobs
+                    .iter()
+                    .filter(|j| j.outcome.is_none())
+                    .map(|j| j.job_id.as_str()),
+            );
+            for &index in &pending {
+                let because = "the run was interrupted; its Slurm job was cancelled".to_string();
+                emitter.send(Event::TaskSkipped {
+                    task: experiment.tasks[index].name.clone(),
+                    because: because.clone(),
+                });
+                summary.outcomes.insert(index, Outcome::Skipped(because));
+                set_outcome(record, &experiment.tasks[index].name, "skipped");
+            }
+            save(store, record)?;
+            return Ok(());
+        }
+        let ids: Vec<String> = record
+            .jobs
+            .iter()
+            .filter(|j| j.outcome.is_none())
+            .map(|j| j.job_id.clone())
+            .collect();
+        let states = query(&ids);
+        let mut changed = false;
+        for job_index in 0..record.jobs.len() {
+            let job = record.jobs[job_index].clone();
+            let index = index_of[&job.task];
+            if !pending.contains(&index) {
+                continue;
+            }
+            let state = states.get(&job.job_id).cloned();
+            if let Some(state) = &state {
+                if *state != job.state {
+                    record.jobs[job_index].state = state.clone();
+                    changed = true;
+                }
+            }
+            let task = &experiment.tasks[index];
+            let announce_start = |started: &mut BTreeSet<usize>| {
+                if started.insert(index) {
+                    emitter.send(Event::TaskStarted {
+                        task: task.name.clone(),
+                        kind: task.kind.kind().to_string(),
+                        key: job.key.clone(),
+                        reasons: reasons(plan, index),
+                    });
+                }
+            };
+            let verdict = match state.as_deref() {
+                Some("RUNNING" | "COMPLETING") => {
+                    announce_start(&mut started);
+                    continue;
+                }
+                Some("COMPLETED") | None => {
+                    // A vanished job (purged from Slurm's memory) is judged by its artifact too.
+                    match (store.lookup(&job.key), state.is_none()) {
+                        (Lookup::Hit(manifest), _) => Ok((manifest.duration_s, read_metrics(store, &job.key))),
+                        (Lookup::Miss, true) => Err(format!(
+                            "job {} vanished from Slurm without an artifact{}",
+                            job.job_id,
+                            stderr_tail(&job.stderr)
+                        )),
+                        (Lookup::Miss, false) => Err(format!(
+                            "job {} completed but published no artifact{}",
+                            job.job_id,
+                            stderr_tail(&job.stderr)
+                        )),
+                        (Lookup::Corrupt(detail), _) => Err(format!(
+                            "job {} completed but its artifact is corrupt ({detail})",
+                            job.job_id
+                        )),
+                    }
+                }
+                Some("CANCELLED") if summary.outcomes.contains_key(&index) => continue,
+                Some(
+                    state @ ("FAILED" | "CANCELLED" | "TIMEOUT" | "OUT_OF_MEMORY" | "NODE_FAIL" | "BOOT_FAIL"
+                    | "DEADLINE" | "PREEMPTED"),
+                ) => Err(format!("Slurm job {} {state}{}", job.job_id, stderr_tail(&job.stderr))),
+                Some(_) => continue,
+            };
+            announce_start(&mut started);
+            pending.remove(&index);
+            changed = true;
+            match verdict {
+                Ok((duration_s, metrics)) => {
+                    emitter.send(Event::TaskFinished {
+                        task: task.name.clone(),
+                        key: job.key.clone(),
+                        duration_s,
+                        metrics: metrics.clone(),
+                    });
+                    summary.outcomes.insert(index, Outcome::Ran { duration_s, metrics });
+                    set_outcome(record, &task.name, "finished");
+                }
+                Err(error) => {
+                    emitter.send(Event::TaskFailed {
+                        task: task.name.clone(),
+                        error: error.clone(),
+                    });
+                    summary.outcomes.insert(index, Outcome::Failed(error));
+                    set_outcome(record, &task.name, "failed");
+                    // Slurm cancels them too (kill-on-invalid-dep); do not wait for it.
+                    let skipped = skip_dependents(plan, graph, index, &mut pending, emitter, summary);
+                    let names: BTreeSet<&str> = skipped.iter().map(|&i| experiment.tasks[i].name.as_str()).collect();
+                    cancel(
+                        record
+                            .jobs
+                            .iter()
+                            .filter(|j| names.contains(j.task.as_str()))
+                            .map(|j| j.job_id.as_str()),
+                    );
+                    for name in names {
+                        set_outcome(record, name, "skipped");
+                    }
+                    if options.fail_fast {
+                        options.cancel.store(true, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+        if changed {
+            save(store, record)?;
+        }
+        if !pending.is_empty() {
+            std::thread::sleep(poll);
+        }
+    }
+    Ok(())
+}
+
+fn set_outcome(record: &mut RunRecord, task: &str, outcome: &str) {
+    if let Some(job) = record.jobs.iter_mut().find(|j| j.task == task) {
+        job.outcome = Some(outcome.to_string());
+    }
+}
+
+fn read_metrics(store: &Store, key: &str) -> Metrics {
+    std::fs::read(store.artifact_dir(key).join("metrics.json"))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
+}
+
+fn submit(args: &[String]) -> Result<String> {
+    let output = Command::new("sbatch")
+        .args(args)
+        .output()
+        .context("cannot run `sbatch`: is Slurm's client installed and SLURM_CONF set?")?;
+    if !output.status.success() {
+        bail!("sbatch failed: {}", String::from_utf8_lossy(&output.stderr).trim());
+    }
+    // `--parsable` prints `id` or `id;cluster`.
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let id = stdout.trim().split(';').next().unwrap_or_default().to_string();
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit() || c == '_') {
+        bail!("sbatch printed no job id: {stdout:?}");
+    }
+    Ok(id)
+}
+
+/// Current states of the given jobs; jobs Slurm no longer knows are absent.
+fn query(ids: &[String]) -> BTreeMap<String, String> {
+    let mut states = BTreeMap::new();
+    if ids.is_empty() {
+        return states;
+    }
+    // `-t all` includes finished jobs; one unknown id can fail the whole query, so fall
+    // back to asking job by job.
+    let listed = Command::new("squeue")
+        .args(["-h", "-t", "all", "-o", "%i %T", "-j", &ids.join(",")])
+        .output();
+    if let Some(output) = listed.ok().filter(|o| o.status.success()) {
+        for line in String::from_utf8_lossy(&output.stdout).lines() {
+            if let Some((id, state)) = line.trim().split_once(' ') {
+                states.insert(id.to_string(), state.trim().to_string());
+            }
+        }
+    }
+    let unlisted: Vec<&String> = ids.iter().filter(|id| !states.contains_key(*id)).collect();
+    for id in unlisted {
+        if let Ok(output) = Command::new("scontrol").args(["-o", "show", "job", id]).output() {
+            let text = String::from_utf8_lossy(&output.stdout);
+            if let Some(state) = text
+                .split_whitespace()
+                .find_map(|field| field.strip_prefix("JobState="))
+            {
+                states.insert(id.clone(), state.to_string());
+            }
+        }
+    }
+    states
+}
+
+fn cancel<'a>(ids: impl Iterator<Item = &'a str>) {
+    let ids: Vec<&str> = ids.collect();
+    if !ids.is_empty() {
+        let _ = Command::new("scancel").args(&ids).output();
+    }
+}
+
+/// The last lines of a job's stderr, for failure messages.
+fn stderr_tail(path: &Path) -> String {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return String::new();
+    };
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    if lines.is_empty() {
+        return String::new();
+    }
+    format!(": {}", lines[lines.len().saturating_sub(10)..].join("\n"))
+}
+
+fn shell_quote(arg: &str) -> String {
+    format!("'{}'", arg.replace('\'', r"'\''"))
+}
+
+fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
