@@ -69,12 +69,26 @@ SENTENCES = [
 
 
 def write_tokenizer(folder):
+    """A lowercasing BERT WordPiece tokenizer over VOCAB, built with the tokenizers library
+    (transformers 5 ignores BertTokenizerFast(vocab_file=...))."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, decoders
+
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, "vocab.txt"), "w") as f:
         f.write("\n".join(VOCAB) + "\n")
-    tok = BertTokenizerFast(vocab_file=os.path.join(folder, "vocab.txt"), do_lower_case=True,
-                            model_max_length=64)
+    vocab = {t: i for i, t in enumerate(VOCAB)}
+    tk = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100))
+    tk.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
+                                               strip_accents=None, lowercase=True)
+    tk.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tk.post_processor = processors.BertProcessing(("[SEP]", vocab["[SEP]"]), ("[CLS]", vocab["[CLS]"]))
+    tk.decoder = decoders.WordPiece(prefix="##")
+    tok = BertTokenizerFast(tokenizer_object=tk, do_lower_case=True, model_max_length=64,
+                            unk_token="[UNK]", sep_token="[SEP]", pad_token="[PAD]",
+                            cls_token="[CLS]", mask_token="[MASK]")
     tok.save_pretrained(folder)
+    ids = tok(["the movie was great"])["input_ids"][0]
+    assert ids == [2, 5, 7, 9, 11, 3], ids
     return tok
 
 

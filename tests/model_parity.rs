@@ -124,3 +124,16 @@ fn parameter_names_are_hugging_face_names() {
         assert!(names.contains(&n.to_string()), "missing {n}");
     }
 }
+
+#[test]
+fn tokenizer_matches_transformers() {
+    // The sentences of scripts/make_model_fixtures.py.
+    let texts = ["the movie was great", "this film was really boring and the plot was bad", "loved it"];
+    for name in ["tiny-distilbert", "tiny-bert"] {
+        let m = model::load(fixture(name).to_str().unwrap(), &cpu()).unwrap();
+        let (ids, mask) = m.encode(&texts, 64).unwrap();
+        let exp = expected(name);
+        assert!(ids.equal(get(&exp, "input_ids")), "{name}: input_ids");
+        assert!(mask.equal(get(&exp, "attention_mask")), "{name}: attention_mask");
+    }
+}

@@ -138,6 +138,21 @@ pub(crate) fn load_into(
         added_prefix: add_prefix.then(|| rules.base_prefix.to_string()),
         ..Default::default()
     };
+    // The label count first, so that its error names classifier.weight.
+    if let Some(file_name) = names_with_model(&file_names, &model_name).get("classifier.weight") {
+        if let (Some(var), Ok(view)) = (vars.get("classifier.weight"), st.tensor(file_name)) {
+            let (expected, found) = (var.size()[0], view.shape().first().map_or(0, |&d| d as i64));
+            if expected != found && !rules.reinit_mismatched_head {
+                return Err(ModelError::LabelMismatch {
+                    path: path.to_owned(),
+                    tensor: file_name.clone(),
+                    expected,
+                    found,
+                    origin: rules.labels_origin.clone(),
+                });
+            }
+        }
+    }
     let mut loaded: BTreeMap<String, ()> = BTreeMap::new();
     let mut names_sorted = file_names.clone();
     names_sorted.sort();
@@ -201,6 +216,10 @@ pub(crate) fn load_into(
     report.newly_initialized =
         head.into_iter().filter(|n| !report.mismatched.iter().any(|(m, _, _)| m == n)).collect();
     Ok(report)
+}
+
+fn names_with_model(file_names: &[String], model_name: &dyn Fn(&str) -> String) -> HashMap<String, String> {
+    file_names.iter().map(|f| (model_name(f), f.clone())).collect()
 }
 
 /// Writes `vars` to `path` as safetensors (float32, sorted names, `{"format": "pt"}`
