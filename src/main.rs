@@ -4,7 +4,12 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (model, method) = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    let (model, method) = match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["inspect", model] => (model.to_string(), "full".to_string()),
         ["inspect", model, "--method", method] => (model.to_string(), method.to_string()),
         _ => {

@@ -7,11 +7,16 @@ use orchestrate::model::{self, DeviceChoice, LoadOptions, ModelError};
 use tch::Tensor;
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/models")
+        .join(name)
 }
 
 fn cpu() -> LoadOptions {
-    LoadOptions { device: DeviceChoice::Cpu, ..LoadOptions::default() }
+    LoadOptions {
+        device: DeviceChoice::Cpu,
+        ..LoadOptions::default()
+    }
 }
 
 /// A temp copy of a fixture folder.
@@ -32,7 +37,8 @@ fn load_err(dir: &Path, opts: &LoadOptions) -> (ModelError, String) {
 
 fn edit_config(dir: &Path, f: impl FnOnce(&mut serde_json::Value)) {
     let p = dir.join("config.json");
-    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
     f(&mut v);
     std::fs::write(&p, serde_json::to_string_pretty(&v).unwrap()).unwrap();
 }
@@ -55,7 +61,10 @@ fn missing_files() {
         std::fs::remove_file(dir.path().join(file)).unwrap();
         let (e, s) = load_err(dir.path(), &cpu());
         assert!(matches!(e, ModelError::MissingFile { .. }), "{s}");
-        assert!(s.contains(expect) && s.contains(&dir.path().display().to_string()), "{s}");
+        assert!(
+            s.contains(expect) && s.contains(&dir.path().display().to_string()),
+            "{s}"
+        );
     }
     // No tokenizer at all.
     let dir = copy_of("tiny-distilbert");
@@ -66,12 +75,21 @@ fn missing_files() {
     assert!(s.ends_with("missing tokenizer.json (or vocab.txt)"), "{s}");
     // Only a PyTorch pickle: say how to convert.
     let dir = copy_of("tiny-distilbert");
-    std::fs::rename(dir.path().join("model.safetensors"), dir.path().join("pytorch_model.bin")).unwrap();
+    std::fs::rename(
+        dir.path().join("model.safetensors"),
+        dir.path().join("pytorch_model.bin"),
+    )
+    .unwrap();
     let (_, s) = load_err(dir.path(), &cpu());
     assert!(s.contains("found only pytorch_model.bin"), "{s}");
     // A path that is nothing.
-    let e = model::load("/nonexistent/model-folder", &cpu()).unwrap_err().to_string();
-    assert!(e.contains("\"/nonexistent/model-folder\" is neither a model folder"), "{e}");
+    let e = model::load("/nonexistent/model-folder", &cpu())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("\"/nonexistent/model-folder\" is neither a model folder"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -82,7 +100,10 @@ fn vocab_txt_is_enough_as_tokenizer() {
     let (ids, _) = m.encode(&["the movie was great"], 16).unwrap();
     let full = model::load(fixture("tiny-distilbert").to_str().unwrap(), &cpu()).unwrap();
     let (ids2, _) = full.encode(&["the movie was great"], 16).unwrap();
-    assert_eq!(Vec::<i64>::try_from(ids.flatten(0, -1)).unwrap(), Vec::<i64>::try_from(ids2.flatten(0, -1)).unwrap());
+    assert_eq!(
+        Vec::<i64>::try_from(ids.flatten(0, -1)).unwrap(),
+        Vec::<i64>::try_from(ids2.flatten(0, -1)).unwrap()
+    );
 }
 
 #[test]
@@ -91,17 +112,26 @@ fn unsupported_model_type_and_bad_config() {
     edit_config(dir.path(), |v| v["model_type"] = "roberta".into());
     let (e, s) = load_err(dir.path(), &cpu());
     assert!(matches!(e, ModelError::UnsupportedModelType { .. }));
-    assert!(s.contains("config.json: unsupported model_type \"roberta\""), "{s}");
+    assert!(
+        s.contains("config.json: unsupported model_type \"roberta\""),
+        "{s}"
+    );
 
     let dir = copy_of("tiny-bert");
     edit_config(dir.path(), |v| v["hidden_size"] = "wide".into());
     let (_, s) = load_err(dir.path(), &cpu());
-    assert!(s.contains("config.json: invalid config: field hidden_size"), "{s}");
+    assert!(
+        s.contains("config.json: invalid config: field hidden_size"),
+        "{s}"
+    );
 
     let dir = copy_of("tiny-bert");
     edit_config(dir.path(), |v| v["num_attention_heads"] = 5.into());
     let (_, s) = load_err(dir.path(), &cpu());
-    assert!(s.contains("hidden size 32 is not a multiple of the number of attention heads 5"), "{s}");
+    assert!(
+        s.contains("hidden size 32 is not a multiple of the number of attention heads 5"),
+        "{s}"
+    );
 }
 
 #[test]
@@ -126,15 +156,40 @@ fn tokenizer_vocabulary_larger_than_embeddings() {
 #[test]
 fn label_count_mismatch() {
     // The checkpoint's classifier has 3 labels; the task wants 2.
-    let opts = LoadOptions { num_labels: Some(2), ..cpu() };
+    let opts = LoadOptions {
+        num_labels: Some(2),
+        ..cpu()
+    };
     let (e, s) = load_err(&fixture("tiny-bert"), &opts);
-    assert!(matches!(e, ModelError::LabelMismatch { expected: 2, found: 3, .. }), "{s}");
-    assert!(s.contains("model.safetensors: tensor classifier.weight has 3 labels, but 2 were requested"), "{s}");
+    assert!(
+        matches!(
+            e,
+            ModelError::LabelMismatch {
+                expected: 2,
+                found: 3,
+                ..
+            }
+        ),
+        "{s}"
+    );
+    assert!(
+        s.contains(
+            "model.safetensors: tensor classifier.weight has 3 labels, but 2 were requested"
+        ),
+        "{s}"
+    );
     // HF's ignore_mismatched_sizes: the head is re-initialised and reported.
-    let opts = LoadOptions { num_labels: Some(2), reinit_mismatched_head: true, ..cpu() };
+    let opts = LoadOptions {
+        num_labels: Some(2),
+        reinit_mismatched_head: true,
+        ..cpu()
+    };
     let m = model::load(fixture("tiny-bert").to_str().unwrap(), &opts).unwrap();
     assert_eq!(m.report.mismatched.len(), 2);
-    assert!(m.report.to_string().contains("classifier.weight: found shape [3, 32]"));
+    assert!(m
+        .report
+        .to_string()
+        .contains("classifier.weight: found shape [3, 32]"));
     // config.json says 2 labels but the weights have 3.
     let dir = copy_of("tiny-bert");
     edit_config(dir.path(), |v| {
@@ -143,7 +198,10 @@ fn label_count_mismatch() {
         v["num_labels"] = 2.into();
     });
     let (_, s) = load_err(dir.path(), &cpu());
-    assert!(s.contains("classifier.weight has 3 labels, but 2 were requested (id2label/num_labels in"), "{s}");
+    assert!(
+        s.contains("classifier.weight has 3 labels, but 2 were requested (id2label/num_labels in"),
+        "{s}"
+    );
 }
 
 #[test]
@@ -168,7 +226,9 @@ fn wrong_tensor_shape() {
 fn missing_and_unexpected_tensors() {
     // An encoder tensor missing: an error listing it.
     let dir = copy_of("tiny-distilbert");
-    edit_weights(dir.path(), |ts| ts.retain(|(n, _)| !n.ends_with("layer.0.attention.k_lin.bias")));
+    edit_weights(dir.path(), |ts| {
+        ts.retain(|(n, _)| !n.ends_with("layer.0.attention.k_lin.bias"))
+    });
     let (e, s) = load_err(dir.path(), &cpu());
     assert!(matches!(e, ModelError::MissingTensors { .. }));
     assert!(s.ends_with("missing 1 tensor(s) the model needs: distilbert.transformer.layer.0.attention.k_lin.bias"), "{s}");
@@ -181,14 +241,22 @@ fn missing_and_unexpected_tensors() {
         for (n, _) in ts.iter_mut() {
             *n = n.trim_start_matches("distilbert.").to_string();
         }
-        ts.push(("vocab_projector.bias".into(), Tensor::zeros([64], tch::kind::FLOAT_CPU)));
+        ts.push((
+            "vocab_projector.bias".into(),
+            Tensor::zeros([64], tch::kind::FLOAT_CPU),
+        ));
     });
     let m = model::load(dir.path().to_str().unwrap(), &cpu()).unwrap();
     assert_eq!(m.report.added_prefix.as_deref(), Some("distilbert."));
     assert_eq!(m.report.unexpected, vec!["vocab_projector.bias"]);
     assert_eq!(
         m.report.newly_initialized,
-        vec!["classifier.bias", "classifier.weight", "pre_classifier.bias", "pre_classifier.weight"]
+        vec![
+            "classifier.bias",
+            "classifier.weight",
+            "pre_classifier.bias",
+            "pre_classifier.weight"
+        ]
     );
     let text = m.report.to_string();
     assert!(text.contains("Some weights of DistilBertForSequenceClassification were not initialized from the model checkpoint at"));
@@ -198,16 +266,29 @@ fn missing_and_unexpected_tensors() {
 #[test]
 fn corrupt_safetensors_and_bad_device() {
     let dir = copy_of("tiny-distilbert");
-    std::fs::write(dir.path().join("model.safetensors"), b"not a safetensors file").unwrap();
+    std::fs::write(
+        dir.path().join("model.safetensors"),
+        b"not a safetensors file",
+    )
+    .unwrap();
     let (e, s) = load_err(dir.path(), &cpu());
     assert!(matches!(e, ModelError::Safetensors { .. }));
-    assert!(s.contains("model.safetensors: invalid safetensors file"), "{s}");
+    assert!(
+        s.contains("model.safetensors: invalid safetensors file"),
+        "{s}"
+    );
 
     let e = "gpu".parse::<DeviceChoice>().unwrap_err().to_string();
-    assert_eq!(e, "invalid device \"gpu\": expected \"cpu\", \"cuda\" or \"auto\"");
+    assert_eq!(
+        e,
+        "invalid device \"gpu\": expected \"cpu\", \"cuda\" or \"auto\""
+    );
     assert_eq!("auto".parse::<DeviceChoice>().unwrap(), DeviceChoice::Auto);
     if !tch::Cuda::is_available() {
-        let opts = LoadOptions { device: DeviceChoice::Cuda, ..cpu() };
+        let opts = LoadOptions {
+            device: DeviceChoice::Cuda,
+            ..cpu()
+        };
         let (e, _) = load_err(&fixture("tiny-bert"), &opts);
         assert!(matches!(e, ModelError::CudaUnavailable));
         assert_eq!(DeviceChoice::Auto.resolve().unwrap(), tch::Device::Cpu);

@@ -13,7 +13,10 @@ fn minilm() -> Option<PathBuf> {
     if dir.join("model.safetensors").is_file() {
         Some(dir)
     } else {
-        println!("skipped: {} is not installed (run scripts/setup.sh)", dir.display());
+        println!(
+            "skipped: {} is not installed (run scripts/setup.sh)",
+            dir.display()
+        );
         None
     }
 }
@@ -25,7 +28,8 @@ fn embed(m: &model::LoadedModel, texts: &[&str]) -> Tensor {
     let out = tch::no_grad(|| m.forward_with_hidden_states(&ids, &mask, false)).unwrap();
     let last = out.hidden_states.last().unwrap();
     let w = mask.to_kind(Kind::Float).unsqueeze(-1);
-    let mean = (last * &w).sum_dim_intlist(1, false, Kind::Float) / w.sum_dim_intlist(1, false, Kind::Float);
+    let mean = (last * &w).sum_dim_intlist(1, false, Kind::Float)
+        / w.sum_dim_intlist(1, false, Kind::Float);
     let norm = mean.norm_scalaropt_dim(2.0, [-1], true);
     mean / norm
 }
@@ -33,11 +37,18 @@ fn embed(m: &model::LoadedModel, texts: &[&str]) -> Tensor {
 #[test]
 fn minilm_paraphrases_are_closer_than_unrelated_sentences() {
     let Some(dir) = minilm() else { return };
-    let opts = LoadOptions { device: DeviceChoice::Cpu, seed: Some(0), ..LoadOptions::default() };
+    let opts = LoadOptions {
+        device: DeviceChoice::Cpu,
+        seed: Some(0),
+        ..LoadOptions::default()
+    };
     let m = model::load(dir.to_str().unwrap(), &opts).unwrap();
     // A BertModel checkpoint: names gain "bert.", the classification head is new.
     assert_eq!(m.report.added_prefix.as_deref(), Some("bert."));
-    assert_eq!(m.report.newly_initialized, vec!["classifier.bias", "classifier.weight"]);
+    assert_eq!(
+        m.report.newly_initialized,
+        vec!["classifier.bias", "classifier.weight"]
+    );
     assert!(m.report.unexpected.is_empty(), "{:?}", m.report.unexpected);
     print!("{}", m.report);
 
@@ -49,7 +60,12 @@ fn minilm_paraphrases_are_closer_than_unrelated_sentences() {
     let e = embed(&m, &texts);
     let sim = e.matmul(&e.tr());
     let s = |i: i64, j: i64| sim.double_value(&[i, j]);
-    println!("cosine: paraphrases {:.4}, unrelated {:.4} / {:.4}", s(0, 1), s(0, 2), s(1, 2));
+    println!(
+        "cosine: paraphrases {:.4}, unrelated {:.4} / {:.4}",
+        s(0, 1),
+        s(0, 2),
+        s(1, 2)
+    );
     assert!(s(0, 1) > s(0, 2) + 0.2 && s(0, 1) > s(1, 2) + 0.2);
 }
 
@@ -58,8 +74,16 @@ fn minilm_inspect_counts() {
     let Some(dir) = minilm() else { return };
     let out = inspect::run(dir.to_str().unwrap(), "full").unwrap();
     // BertModel 22,713,216 + classifier 384·2+2.
-    assert!(out.contains("trainable params: 22,713,986 || all params: 22,713,986 || trainable%: 100.0000"), "{out}");
+    assert!(
+        out.contains(
+            "trainable params: 22,713,986 || all params: 22,713,986 || trainable%: 100.0000"
+        ),
+        "{out}"
+    );
     let out = inspect::run(dir.to_str().unwrap(), "head").unwrap();
     // pooler 384·384+384 + classifier 770.
-    assert!(out.contains("trainable params: 148,610 || all params: 22,713,986 || trainable%: 0.6543"), "{out}");
+    assert!(
+        out.contains("trainable params: 148,610 || all params: 22,713,986 || trainable%: 0.6543"),
+        "{out}"
+    );
 }

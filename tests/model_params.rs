@@ -6,15 +6,25 @@ use std::path::PathBuf;
 use orchestrate::model::{self, inspect, DeviceChoice, LoadOptions, Method};
 
 fn base_config() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/distilbert-base-uncased-config/config.json")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/models/distilbert-base-uncased-config/config.json")
 }
 
 fn fixture(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models").join(name).to_string_lossy().into_owned()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/models")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn base_model() -> model::LoadedModel {
-    let opts = LoadOptions { device: DeviceChoice::Cpu, weights: false, seed: Some(0), ..LoadOptions::default() };
+    let opts = LoadOptions {
+        device: DeviceChoice::Cpu,
+        weights: false,
+        seed: Some(0),
+        ..LoadOptions::default()
+    };
     model::load(base_config().to_str().unwrap(), &opts).unwrap()
 }
 
@@ -45,7 +55,10 @@ fn linear_layers_are_addressable_by_hf_name() {
     assert_eq!(names.len(), 6 * 6 + 2);
     assert!(names.contains(&"distilbert.transformer.layer.0.attention.q_lin".to_string()));
     assert!(names.contains(&"pre_classifier".to_string()));
-    let qv: Vec<&String> = names.iter().filter(|n| n.ends_with("q_lin") || n.ends_with("v_lin")).collect();
+    let qv: Vec<&String> = names
+        .iter()
+        .filter(|n| n.ends_with("q_lin") || n.ends_with("v_lin"))
+        .collect();
     assert_eq!(qv.len(), 12);
 
     // Replace one layer by a wrapper that doubles its output: the forward pass sees it.
@@ -74,22 +87,28 @@ fn linear_layers_are_addressable_by_hf_name() {
     let ids = tch::Tensor::from_slice(&[101i64, 2023, 3185, 102]).unsqueeze(0);
     let mask = ids.ones_like();
     let before = tch::no_grad(|| m.forward(&ids, &mask, false)).unwrap();
-    m.replace_linear("classifier", |old| Ok(Box::new(Doubled(old)))).unwrap();
+    m.replace_linear("classifier", |old| Ok(Box::new(Doubled(old))))
+        .unwrap();
     let after = tch::no_grad(|| m.forward(&ids, &mask, false)).unwrap();
     assert!((after - before * 2.0).abs().max().double_value(&[]) < 1e-5);
     assert!(m.module_tree().render().contains("(classifier): Doubled(\n    (base_layer): Linear(in_features=768, out_features=2, bias=True)\n  )"));
-    assert!(m.replace_linear("nope", |old| Ok(old)).is_err());
+    assert!(m.replace_linear("nope", Ok).is_err());
 }
 
 #[test]
 fn inspect_config_prints_tree_and_peft_lines() {
     let full = inspect::run(base_config().to_str().unwrap(), "full").unwrap();
-    assert!(full.starts_with("DistilBertForSequenceClassification(\n  (distilbert): DistilBertModel("));
+    assert!(
+        full.starts_with("DistilBertForSequenceClassification(\n  (distilbert): DistilBertModel(")
+    );
     assert!(full.contains("(0-5): 6 x TransformerBlock("));
-    assert!(full.contains("\ntrainable params: 66,955,010 || all params: 66,955,010 || trainable%: 100.0000\n"));
+    assert!(full.contains(
+        "\ntrainable params: 66,955,010 || all params: 66,955,010 || trainable%: 100.0000\n"
+    ));
     let head = inspect::run(base_config().to_str().unwrap(), "head").unwrap();
     assert!(head.contains("\nmethod: head\n"));
-    assert!(head.contains("\ntrainable params: 592,130 || all params: 66,955,010 || trainable%: 0.8844\n"));
+    assert!(head
+        .contains("\ntrainable params: 592,130 || all params: 66,955,010 || trainable%: 0.8844\n"));
     print!("{head}");
 }
 
@@ -100,7 +119,10 @@ fn inspect_folder_and_bad_method() {
     // pooler (32·32+32) + classifier (32·3+3)
     assert!(out.contains("trainable params: 1,155 || "), "{out}");
     let err = inspect::run(&fixture("tiny-bert"), "lora").unwrap_err();
-    assert_eq!(err.to_string(), "unknown method \"lora\": expected one of full, head");
+    assert_eq!(
+        err.to_string(),
+        "unknown method \"lora\": expected one of full, head"
+    );
 }
 
 #[test]
@@ -113,17 +135,26 @@ fn inspect_resolves_hub_ids_in_the_hf_cache() {
     std::fs::create_dir_all(repo.join("refs")).unwrap();
     std::fs::write(repo.join("refs/main"), "0123abcd").unwrap();
     for f in ["config.json", "model.safetensors", "tokenizer.json"] {
-        std::fs::copy(PathBuf::from(fixture("tiny-distilbert")).join(f), snap.join(f)).unwrap();
+        std::fs::copy(
+            PathBuf::from(fixture("tiny-distilbert")).join(f),
+            snap.join(f),
+        )
+        .unwrap();
     }
     // The only test in this binary that touches HF_HOME.
     std::env::set_var("HF_HOME", home.path());
     std::env::remove_var("HF_HUB_CACHE");
     let out = inspect::run("lab/tiny-distilbert", "full").unwrap();
     assert!(out.contains("Embedding(64, 32, padding_idx=0)"));
-    let opts = LoadOptions { device: DeviceChoice::Cpu, ..LoadOptions::default() };
+    let opts = LoadOptions {
+        device: DeviceChoice::Cpu,
+        ..LoadOptions::default()
+    };
     let m = model::load("lab/tiny-distilbert", &opts).unwrap();
     assert_eq!(m.source, model::ModelSource::Folder(snap.clone()));
-    let err = model::load("lab/not-downloaded", &opts).unwrap_err().to_string();
+    let err = model::load("lab/not-downloaded", &opts)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("not in the Hugging Face cache"), "{err}");
     assert!(err.contains("models--lab--not-downloaded"), "{err}");
 }

@@ -11,16 +11,30 @@ use orchestrate::model::{self, DeviceChoice, LoadOptions};
 use tch::Tensor;
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/models")
+        .join(name)
 }
 
 fn cpu() -> LoadOptions {
-    LoadOptions { device: DeviceChoice::Cpu, ..LoadOptions::default() }
+    LoadOptions {
+        device: DeviceChoice::Cpu,
+        ..LoadOptions::default()
+    }
 }
 
 fn roundtrip(name: &str, out: &Path, num_labels: Option<i64>) {
-    let texts = ["the movie was great", "this film was really boring and the plot was bad", "loved it"];
-    let opts = LoadOptions { num_labels, reinit_mismatched_head: true, seed: Some(7), ..cpu() };
+    let texts = [
+        "the movie was great",
+        "this film was really boring and the plot was bad",
+        "loved it",
+    ];
+    let opts = LoadOptions {
+        num_labels,
+        reinit_mismatched_head: true,
+        seed: Some(7),
+        ..cpu()
+    };
     let m = model::load(fixture(name).to_str().unwrap(), &opts).unwrap();
     // Perturb every parameter, as training would.
     tch::manual_seed(11);
@@ -33,14 +47,22 @@ fn roundtrip(name: &str, out: &Path, num_labels: Option<i64>) {
     let (ids, mask) = m.encode(&texts, 64).unwrap();
     let logits = tch::no_grad(|| m.forward(&ids, &mask, false)).unwrap();
     m.save(out).unwrap();
-    for f in ["config.json", "model.safetensors", "tokenizer.json", "vocab.txt"] {
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "vocab.txt",
+    ] {
         assert!(out.join(f).is_file(), "{name}: saved folder lacks {f}");
     }
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
     let labels = num_labels.unwrap_or(m.config.num_labels);
     assert_eq!(config["id2label"].as_object().unwrap().len() as i64, labels);
-    assert!(config["architectures"][0].as_str().unwrap().ends_with("ForSequenceClassification"));
+    assert!(config["architectures"][0]
+        .as_str()
+        .unwrap()
+        .ends_with("ForSequenceClassification"));
 
     let back = model::load(out.to_str().unwrap(), &cpu()).unwrap();
     assert!(back.report.is_clean(), "{}", back.report);
@@ -50,13 +72,20 @@ fn roundtrip(name: &str, out: &Path, num_labels: Option<i64>) {
     let d = (&logits - &logits2).abs().max().double_value(&[]);
     assert!(d == 0.0, "{name}: reloaded logits differ by {d}");
     let names: Vec<String> = m.named_parameters().into_iter().map(|(n, _)| n).collect();
-    let saved: Vec<String> =
-        Tensor::read_safetensors(out.join("model.safetensors")).unwrap().into_iter().map(|(n, _)| n).collect();
+    let saved: Vec<String> = Tensor::read_safetensors(out.join("model.safetensors"))
+        .unwrap()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
     let mut saved_sorted = saved.clone();
     saved_sorted.sort();
     assert_eq!(names, saved_sorted);
     Tensor::write_safetensors(
-        &[("input_ids", ids), ("attention_mask", mask), ("logits", logits.contiguous())],
+        &[
+            ("input_ids", ids),
+            ("attention_mask", mask),
+            ("logits", logits.contiguous()),
+        ],
         out.join("rust_outputs.safetensors"),
     )
     .unwrap();

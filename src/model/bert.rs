@@ -28,11 +28,31 @@ impl BertEmbeddings {
     pub fn new(p: &nn::Path, c: &BertConfig) -> Result<Self> {
         let (h, std) = (c.hidden_size, c.initializer_range);
         Ok(BertEmbeddings {
-            word_embeddings: Embedding::new(&(p / "word_embeddings"), c.vocab_size, h, std, c.pad_token_id)?,
-            position_embeddings: Embedding::new(&(p / "position_embeddings"), c.max_position_embeddings, h, std, None)?,
-            token_type_embeddings: Embedding::new(&(p / "token_type_embeddings"), c.type_vocab_size, h, std, None)?,
+            word_embeddings: Embedding::new(
+                &(p / "word_embeddings"),
+                c.vocab_size,
+                h,
+                std,
+                c.pad_token_id,
+            )?,
+            position_embeddings: Embedding::new(
+                &(p / "position_embeddings"),
+                c.max_position_embeddings,
+                h,
+                std,
+                None,
+            )?,
+            token_type_embeddings: Embedding::new(
+                &(p / "token_type_embeddings"),
+                c.type_vocab_size,
+                h,
+                std,
+                None,
+            )?,
             layer_norm: LayerNorm::new(&(p / "LayerNorm"), h, c.layer_norm_eps)?,
-            dropout: Dropout { p: c.hidden_dropout_prob },
+            dropout: Dropout {
+                p: c.hidden_dropout_prob,
+            },
         })
     }
 
@@ -45,7 +65,8 @@ impl BertEmbeddings {
             .forward(input_ids)?
             .f_add(&self.token_type_embeddings.forward(&token_types)?)?
             .f_add(&self.position_embeddings.forward(&positions)?)?;
-        self.dropout.forward_t(&self.layer_norm.forward(&xs)?, train)
+        self.dropout
+            .forward_t(&self.layer_norm.forward(&xs)?, train)
     }
 
     fn module_node(&self) -> ModuleNode {
@@ -53,8 +74,14 @@ impl BertEmbeddings {
             "BertEmbeddings",
             vec![
                 ("word_embeddings", self.word_embeddings.module_node()),
-                ("position_embeddings", self.position_embeddings.module_node()),
-                ("token_type_embeddings", self.token_type_embeddings.module_node()),
+                (
+                    "position_embeddings",
+                    self.position_embeddings.module_node(),
+                ),
+                (
+                    "token_type_embeddings",
+                    self.token_type_embeddings.module_node(),
+                ),
                 ("LayerNorm", self.layer_norm.module_node()),
                 ("dropout", self.dropout.module_node()),
             ],
@@ -87,13 +114,17 @@ impl BertResidualOutput {
         Ok(BertResidualOutput {
             dense: linear(&(p / "dense"), input, c.hidden_size, c.initializer_range)?,
             layer_norm: LayerNorm::new(&(p / "LayerNorm"), c.hidden_size, c.layer_norm_eps)?,
-            dropout: Dropout { p: c.hidden_dropout_prob },
+            dropout: Dropout {
+                p: c.hidden_dropout_prob,
+            },
             class,
         })
     }
 
     pub fn forward_t(&self, xs: &Tensor, residual: &Tensor, train: bool) -> Result<Tensor> {
-        let h = self.dropout.forward_t(&self.dense.forward_t(xs, train)?, train)?;
+        let h = self
+            .dropout
+            .forward_t(&self.dense.forward_t(xs, train)?, train)?;
         self.layer_norm.forward(&h.f_add(residual)?)
     }
 
@@ -118,19 +149,32 @@ impl BertSelfAttention {
             query: linear(&(p / "query"), h, h, std)?,
             key: linear(&(p / "key"), h, h, std)?,
             value: linear(&(p / "value"), h, h, std)?,
-            dropout: Dropout { p: c.attention_probs_dropout_prob },
+            dropout: Dropout {
+                p: c.attention_probs_dropout_prob,
+            },
         })
     }
 
     pub fn forward_t(&self, xs: &Tensor, mask: &Tensor, train: bool) -> Result<Tensor> {
         let (b, dph) = (xs.size()[0], self.hidden / self.num_heads);
-        let shape = |t: Tensor| -> Result<Tensor> { Ok(t.f_view([b, -1, self.num_heads, dph])?.f_transpose(1, 2)?) };
+        let shape = |t: Tensor| -> Result<Tensor> {
+            Ok(t.f_view([b, -1, self.num_heads, dph])?.f_transpose(1, 2)?)
+        };
         let q = shape(self.query.forward_t(xs, train)?)?;
         let k = shape(self.key.forward_t(xs, train)?)?;
         let v = shape(self.value.forward_t(xs, train)?)?;
-        let scores = q.f_matmul(&k.f_transpose(2, 3)?)?.f_mul_scalar(1.0 / (dph as f64).sqrt())?.f_add(mask)?;
-        let probs = self.dropout.forward_t(&scores.f_softmax(-1, scores.kind())?, train)?;
-        Ok(probs.f_matmul(&v)?.f_transpose(1, 2)?.f_contiguous()?.f_view([b, -1, self.hidden])?)
+        let scores = q
+            .f_matmul(&k.f_transpose(2, 3)?)?
+            .f_mul_scalar(1.0 / (dph as f64).sqrt())?
+            .f_add(mask)?;
+        let probs = self
+            .dropout
+            .forward_t(&scores.f_softmax(-1, scores.kind())?, train)?;
+        Ok(probs
+            .f_matmul(&v)?
+            .f_transpose(1, 2)?
+            .f_contiguous()?
+            .f_view([b, -1, self.hidden])?)
     }
 
     fn module_node(&self) -> ModuleNode {
@@ -161,7 +205,12 @@ impl BertLayer {
         let a = p / "attention";
         Ok(BertLayer {
             attention_self: BertSelfAttention::new(&(&a / "self"), c)?,
-            attention_output: BertResidualOutput::new(&(&a / "output"), c, c.hidden_size, "BertSelfOutput")?,
+            attention_output: BertResidualOutput::new(
+                &(&a / "output"),
+                c,
+                c.hidden_size,
+                "BertSelfOutput",
+            )?,
             intermediate_dense: linear(
                 &(p / "intermediate" / "dense"),
                 c.hidden_size,
@@ -176,7 +225,9 @@ impl BertLayer {
     pub fn forward_t(&self, xs: &Tensor, mask: &Tensor, train: bool) -> Result<Tensor> {
         let ctx = self.attention_self.forward_t(xs, mask, train)?;
         let attn = self.attention_output.forward_t(&ctx, xs, train)?;
-        let inter = self.intermediate_act_fn.forward(&self.intermediate_dense.forward_t(&attn, train)?)?;
+        let inter = self
+            .intermediate_act_fn
+            .forward(&self.intermediate_dense.forward_t(&attn, train)?)?;
         self.output.forward_t(&inter, &attn, train)
     }
 
@@ -200,7 +251,10 @@ impl BertLayer {
                         "BertIntermediate",
                         vec![
                             ("dense", self.intermediate_dense.module_node()),
-                            ("intermediate_act_fn", self.intermediate_act_fn.module_node()),
+                            (
+                                "intermediate_act_fn",
+                                self.intermediate_act_fn.module_node(),
+                            ),
                         ],
                     ),
                 ),
@@ -222,13 +276,24 @@ impl BertModel {
     pub fn new(p: &nn::Path, c: &BertConfig) -> Result<Self> {
         let embeddings = BertEmbeddings::new(&(p / "embeddings"), c)?;
         let lp = p / "encoder" / "layer";
-        let layer = (0..c.num_hidden_layers).map(|i| BertLayer::new(&(&lp / i), c)).collect::<Result<_>>()?;
+        let layer = (0..c.num_hidden_layers)
+            .map(|i| BertLayer::new(&(&lp / i), c))
+            .collect::<Result<_>>()?;
         let pooler = BertPooler::new(&(p / "pooler"), c)?;
-        Ok(BertModel { embeddings, layer, pooler })
+        Ok(BertModel {
+            embeddings,
+            layer,
+            pooler,
+        })
     }
 
     /// Hidden states: embedding output, then each layer's output.
-    pub fn forward_t(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Vec<Tensor>> {
+    pub fn forward_t(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        train: bool,
+    ) -> Result<Vec<Tensor>> {
         let mut xs = self.embeddings.forward_t(input_ids, train)?;
         let mask = additive_mask(attention_mask, xs.kind())?;
         let mut hidden = Vec::with_capacity(self.layer.len() + 1);
@@ -244,10 +309,19 @@ impl BertModel {
         let mut out = Vec::new();
         for (i, l) in self.layer.iter_mut().enumerate() {
             let b = format!("{prefix}encoder.layer.{i}.");
-            out.push((format!("{b}attention.self.query"), &mut l.attention_self.query));
+            out.push((
+                format!("{b}attention.self.query"),
+                &mut l.attention_self.query,
+            ));
             out.push((format!("{b}attention.self.key"), &mut l.attention_self.key));
-            out.push((format!("{b}attention.self.value"), &mut l.attention_self.value));
-            out.push((format!("{b}attention.output.dense"), &mut l.attention_output.dense));
+            out.push((
+                format!("{b}attention.self.value"),
+                &mut l.attention_self.value,
+            ));
+            out.push((
+                format!("{b}attention.output.dense"),
+                &mut l.attention_output.dense,
+            ));
             out.push((format!("{b}intermediate.dense"), &mut l.intermediate_dense));
             out.push((format!("{b}output.dense"), &mut l.output.dense));
         }
@@ -261,7 +335,10 @@ impl BertModel {
             "BertModel",
             vec![
                 ("embeddings", self.embeddings.module_node()),
-                ("encoder", ModuleNode::new("BertEncoder", vec![("layer", layers)])),
+                (
+                    "encoder",
+                    ModuleNode::new("BertEncoder", vec![("layer", layers)]),
+                ),
                 ("pooler", self.pooler.module_node()),
             ],
         )

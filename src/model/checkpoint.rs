@@ -39,7 +39,9 @@ pub struct LoadReport {
 impl LoadReport {
     /// True when nothing needs the user's attention.
     pub fn is_clean(&self) -> bool {
-        self.unexpected.is_empty() && self.newly_initialized.is_empty() && self.mismatched.is_empty()
+        self.unexpected.is_empty()
+            && self.newly_initialized.is_empty()
+            && self.mismatched.is_empty()
     }
 }
 
@@ -116,14 +118,18 @@ pub(crate) fn load_into(
     model_class: &str,
 ) -> Result<LoadReport> {
     let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
-    let st = SafeTensors::deserialize(&bytes)
-        .map_err(|e| ModelError::Safetensors { path: path.to_owned(), message: e.to_string() })?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| ModelError::Safetensors {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
     let file_names: Vec<String> = st.names().into_iter().map(String::from).collect();
 
     // A bare-encoder checkpoint: no name carries the base prefix, but prefixed names exist.
     let has_prefix = file_names.iter().any(|n| n.starts_with(rules.base_prefix));
     let add_prefix = !has_prefix
-        && file_names.iter().any(|n| vars.contains_key(&format!("{}{n}", rules.base_prefix)));
+        && file_names
+            .iter()
+            .any(|n| vars.contains_key(&format!("{}{n}", rules.base_prefix)));
     let model_name = |n: &str| {
         if add_prefix {
             format!("{}{n}", rules.base_prefix)
@@ -164,9 +170,10 @@ pub(crate) fn load_into(
             }
             continue;
         };
-        let view = st
-            .tensor(file_name)
-            .map_err(|e| ModelError::Safetensors { path: path.to_owned(), message: e.to_string() })?;
+        let view = st.tensor(file_name).map_err(|e| ModelError::Safetensors {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
         let found: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
         let expected = var.size();
         if found != expected {
@@ -183,7 +190,12 @@ pub(crate) fn load_into(
                     origin: rules.labels_origin.clone(),
                 });
             }
-            return Err(ModelError::ShapeMismatch { path: path.to_owned(), tensor: file_name.clone(), expected, found });
+            return Err(ModelError::ShapeMismatch {
+                path: path.to_owned(),
+                tensor: file_name.clone(),
+                expected,
+                found,
+            });
         }
         let kind = match view.dtype() {
             Dtype::F32 => Kind::Float,
@@ -206,20 +218,36 @@ pub(crate) fn load_into(
         loaded.insert(name, ());
     }
 
-    let mut missing: Vec<String> = vars.keys().filter(|n| !loaded.contains_key(*n)).cloned().collect();
+    let mut missing: Vec<String> = vars
+        .keys()
+        .filter(|n| !loaded.contains_key(*n))
+        .cloned()
+        .collect();
     missing.sort();
-    let (head, body): (Vec<String>, Vec<String>) =
-        missing.into_iter().partition(|n| is_head(n, rules.prefixes) || rules.allow_missing);
+    let (head, body): (Vec<String>, Vec<String>) = missing
+        .into_iter()
+        .partition(|n| is_head(n, rules.prefixes) || rules.allow_missing);
     if !body.is_empty() {
-        return Err(ModelError::MissingTensors { path: path.to_owned(), names: body });
+        return Err(ModelError::MissingTensors {
+            path: path.to_owned(),
+            names: body,
+        });
     }
-    report.newly_initialized =
-        head.into_iter().filter(|n| !report.mismatched.iter().any(|(m, _, _)| m == n)).collect();
+    report.newly_initialized = head
+        .into_iter()
+        .filter(|n| !report.mismatched.iter().any(|(m, _, _)| m == n))
+        .collect();
     Ok(report)
 }
 
-fn names_with_model(file_names: &[String], model_name: &dyn Fn(&str) -> String) -> HashMap<String, String> {
-    file_names.iter().map(|f| (model_name(f), f.clone())).collect()
+fn names_with_model(
+    file_names: &[String],
+    model_name: &dyn Fn(&str) -> String,
+) -> HashMap<String, String> {
+    file_names
+        .iter()
+        .map(|f| (model_name(f), f.clone()))
+        .collect()
 }
 
 /// Writes `vars` to `path` as safetensors (float32, sorted names, `{"format": "pt"}`
@@ -229,7 +257,11 @@ pub(crate) fn save(vars: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
     names.sort();
     let mut buffers: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::with_capacity(names.len());
     for name in names {
-        let t = vars[name].f_detach()?.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?.f_contiguous()?;
+        let t = vars[name]
+            .f_detach()?
+            .f_to_device(Device::Cpu)?
+            .f_to_kind(Kind::Float)?
+            .f_contiguous()?;
         let numel = t.numel();
         let mut data = vec![0u8; numel * 4];
         t.f_copy_data_u8(&mut data, numel)?;
@@ -239,11 +271,19 @@ pub(crate) fn save(vars: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
     let views = buffers
         .iter()
         .map(|(n, shape, data)| {
-            safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), data).map(|v| (n.clone(), v))
+            safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), data)
+                .map(|v| (n.clone(), v))
         })
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| ModelError::Safetensors { path: path.to_owned(), message: e.to_string() })?;
+        .map_err(|e| ModelError::Safetensors {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
     let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
-    safetensors::serialize_to_file(views, Some(metadata), path)
-        .map_err(|e| ModelError::Safetensors { path: path.to_owned(), message: e.to_string() })
+    safetensors::serialize_to_file(views, Some(metadata), path).map_err(|e| {
+        ModelError::Safetensors {
+            path: path.to_owned(),
+            message: e.to_string(),
+        }
+    })
 }

@@ -137,7 +137,10 @@ impl ModelConfig {
 
     /// Parses config JSON; `path` is only used in messages.
     pub fn from_json_str(text: &str, path: &Path) -> Result<ModelConfig> {
-        let err = |message: String| ModelError::Config { path: path.to_owned(), message };
+        let err = |message: String| ModelError::Config {
+            path: path.to_owned(),
+            message,
+        };
         let value: serde_json::Value =
             serde_json::from_str(text).map_err(|e| err(format!("not JSON: {e}")))?;
         let raw = match &value {
@@ -153,7 +156,10 @@ impl ModelConfig {
             "distilbert" => ArchConfig::DistilBert(parse(&value, path)?),
             "bert" => ArchConfig::Bert(parse(&value, path)?),
             _ => {
-                return Err(ModelError::UnsupportedModelType { path: path.to_owned(), model_type })
+                return Err(ModelError::UnsupportedModelType {
+                    path: path.to_owned(),
+                    model_type,
+                })
             }
         };
         let num_labels = match (&common.id2label, common.num_labels) {
@@ -161,13 +167,21 @@ impl ModelConfig {
             (_, Some(n)) => n,
             _ => 2,
         };
-        let config = ModelConfig { arch, num_labels, path: path.to_owned(), raw };
+        let config = ModelConfig {
+            arch,
+            num_labels,
+            path: path.to_owned(),
+            raw,
+        };
         config.validate()?;
         Ok(config)
     }
 
     fn validate(&self) -> Result<()> {
-        let err = |message: String| ModelError::Config { path: self.path.clone(), message };
+        let err = |message: String| ModelError::Config {
+            path: self.path.clone(),
+            message,
+        };
         let (hidden, heads, act) = match &self.arch {
             ArchConfig::DistilBert(c) => {
                 if c.sinusoidal_pos_embds {
@@ -199,7 +213,10 @@ impl ModelConfig {
             )));
         }
         if self.num_labels < 1 {
-            return Err(err(format!("num_labels must be at least 1, got {}", self.num_labels)));
+            return Err(err(format!(
+                "num_labels must be at least 1, got {}",
+                self.num_labels
+            )));
         }
         Ok(())
     }
@@ -238,8 +255,9 @@ impl ModelConfig {
     /// what the model is now (as `save_pretrained` of a `*ForSequenceClassification`).
     pub fn to_json(&self) -> serde_json::Value {
         let mut raw = self.raw.clone();
-        let old_labels: Option<BTreeMap<String, String>> =
-            raw.get("id2label").and_then(|v| serde_json::from_value(v.clone()).ok());
+        let old_labels: Option<BTreeMap<String, String>> = raw
+            .get("id2label")
+            .and_then(|v| serde_json::from_value(v.clone()).ok());
         if old_labels.as_ref().map(|m| m.len() as i64) != Some(self.num_labels) {
             let id2label: serde_json::Map<String, serde_json::Value> = (0..self.num_labels)
                 .map(|i| (i.to_string(), serde_json::Value::from(format!("LABEL_{i}"))))

@@ -26,7 +26,13 @@ impl Embeddings {
     pub fn new(p: &nn::Path, c: &DistilBertConfig) -> Result<Self> {
         let std = c.initializer_range;
         Ok(Embeddings {
-            word_embeddings: Embedding::new(&(p / "word_embeddings"), c.vocab_size, c.dim, std, c.pad_token_id)?,
+            word_embeddings: Embedding::new(
+                &(p / "word_embeddings"),
+                c.vocab_size,
+                c.dim,
+                std,
+                c.pad_token_id,
+            )?,
             position_embeddings: Embedding::new(
                 &(p / "position_embeddings"),
                 c.max_position_embeddings,
@@ -42,8 +48,12 @@ impl Embeddings {
     pub fn forward_t(&self, input_ids: &Tensor, train: bool) -> Result<Tensor> {
         let seq = input_ids.size()[1];
         let positions = Tensor::f_arange(seq, (Kind::Int64, input_ids.device()))?.f_unsqueeze(0)?;
-        let xs = self.word_embeddings.forward(input_ids)?.f_add(&self.position_embeddings.forward(&positions)?)?;
-        self.dropout.forward_t(&self.layer_norm.forward(&xs)?, train)
+        let xs = self
+            .word_embeddings
+            .forward(input_ids)?
+            .f_add(&self.position_embeddings.forward(&positions)?)?;
+        self.dropout
+            .forward_t(&self.layer_norm.forward(&xs)?, train)
     }
 
     fn module_node(&self) -> ModuleNode {
@@ -51,7 +61,10 @@ impl Embeddings {
             "Embeddings",
             vec![
                 ("word_embeddings", self.word_embeddings.module_node()),
-                ("position_embeddings", self.position_embeddings.module_node()),
+                (
+                    "position_embeddings",
+                    self.position_embeddings.module_node(),
+                ),
                 ("LayerNorm", self.layer_norm.module_node()),
                 ("dropout", self.dropout.module_node()),
             ],
@@ -81,20 +94,33 @@ impl SelfAttention {
             k_lin: linear(&(p / "k_lin"), d, d, std)?,
             v_lin: linear(&(p / "v_lin"), d, d, std)?,
             out_lin: linear(&(p / "out_lin"), d, d, std)?,
-            dropout: Dropout { p: c.attention_dropout },
+            dropout: Dropout {
+                p: c.attention_dropout,
+            },
         })
     }
 
     /// `xs [batch, seq, dim]`, `mask` additive `[batch, 1, 1, seq]`.
     pub fn forward_t(&self, xs: &Tensor, mask: &Tensor, train: bool) -> Result<Tensor> {
         let (b, dph) = (xs.size()[0], self.dim / self.n_heads);
-        let shape = |t: Tensor| -> Result<Tensor> { Ok(t.f_view([b, -1, self.n_heads, dph])?.f_transpose(1, 2)?) };
+        let shape = |t: Tensor| -> Result<Tensor> {
+            Ok(t.f_view([b, -1, self.n_heads, dph])?.f_transpose(1, 2)?)
+        };
         let q = shape(self.q_lin.forward_t(xs, train)?)?;
         let k = shape(self.k_lin.forward_t(xs, train)?)?;
         let v = shape(self.v_lin.forward_t(xs, train)?)?;
-        let scores = q.f_matmul(&k.f_transpose(2, 3)?)?.f_mul_scalar(1.0 / (dph as f64).sqrt())?.f_add(mask)?;
-        let weights = self.dropout.forward_t(&scores.f_softmax(-1, scores.kind())?, train)?;
-        let context = weights.f_matmul(&v)?.f_transpose(1, 2)?.f_contiguous()?.f_view([b, -1, self.dim])?;
+        let scores = q
+            .f_matmul(&k.f_transpose(2, 3)?)?
+            .f_mul_scalar(1.0 / (dph as f64).sqrt())?
+            .f_add(mask)?;
+        let weights = self
+            .dropout
+            .forward_t(&scores.f_softmax(-1, scores.kind())?, train)?;
+        let context = weights
+            .f_matmul(&v)?
+            .f_transpose(1, 2)?
+            .f_contiguous()?
+            .f_view([b, -1, self.dim])?;
         self.out_lin.forward_t(&context, train)
     }
 
@@ -134,7 +160,8 @@ impl Ffn {
 
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         let h = self.activation.forward(&self.lin1.forward_t(xs, train)?)?;
-        self.dropout.forward_t(&self.lin2.forward_t(&h, train)?, train)
+        self.dropout
+            .forward_t(&self.lin2.forward_t(&h, train)?, train)
     }
 
     fn module_node(&self) -> ModuleNode {
@@ -200,13 +227,20 @@ impl DistilBertModel {
     pub fn new(p: &nn::Path, c: &DistilBertConfig) -> Result<Self> {
         let embeddings = Embeddings::new(&(p / "embeddings"), c)?;
         let lp = p / "transformer" / "layer";
-        let layer = (0..c.n_layers).map(|i| TransformerBlock::new(&(&lp / i), c)).collect::<Result<_>>()?;
+        let layer = (0..c.n_layers)
+            .map(|i| TransformerBlock::new(&(&lp / i), c))
+            .collect::<Result<_>>()?;
         Ok(DistilBertModel { embeddings, layer })
     }
 
     /// Returns the hidden states: the embedding output followed by each layer's output
     /// (transformers' `output_hidden_states=True`); the last is the encoder output.
-    pub fn forward_t(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Vec<Tensor>> {
+    pub fn forward_t(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        train: bool,
+    ) -> Result<Vec<Tensor>> {
         let mut xs = self.embeddings.forward_t(input_ids, train)?;
         let mask = additive_mask(attention_mask, xs.kind())?;
         let mut hidden = Vec::with_capacity(self.layer.len() + 1);
@@ -238,7 +272,10 @@ impl DistilBertModel {
             "DistilBertModel",
             vec![
                 ("embeddings", self.embeddings.module_node()),
-                ("transformer", ModuleNode::new("Transformer", vec![("layer", layers)])),
+                (
+                    "transformer",
+                    ModuleNode::new("Transformer", vec![("layer", layers)]),
+                ),
             ],
         )
     }

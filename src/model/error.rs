@@ -42,10 +42,19 @@ pub enum ModelError {
     Safetensors { path: PathBuf, message: String },
 
     #[error("{path}: tensor {tensor}: unsupported dtype {dtype} (expected F32, F16, BF16 or F64)")]
-    UnsupportedDtype { path: PathBuf, tensor: String, dtype: String },
+    UnsupportedDtype {
+        path: PathBuf,
+        tensor: String,
+        dtype: String,
+    },
 
     #[error("{path}: tensor {tensor} has shape {found:?}, but the model expects {expected:?}")]
-    ShapeMismatch { path: PathBuf, tensor: String, expected: Vec<i64>, found: Vec<i64> },
+    ShapeMismatch {
+        path: PathBuf,
+        tensor: String,
+        expected: Vec<i64>,
+        found: Vec<i64>,
+    },
 
     #[error(
         "{path}: missing {} tensor(s) the model needs: {}",
@@ -58,13 +67,25 @@ pub enum ModelError {
         "label count mismatch: {path}: tensor {tensor} has {found} labels, but {expected} \
          were requested ({origin})"
     )]
-    LabelMismatch { path: PathBuf, tensor: String, expected: i64, found: i64, origin: String },
+    LabelMismatch {
+        path: PathBuf,
+        tensor: String,
+        expected: i64,
+        found: i64,
+        origin: String,
+    },
 
     #[error(
         "vocabulary size mismatch: {tokenizer} has {vocab_size} tokens, but {tensor} in \
          {weights} has only {rows} rows"
     )]
-    VocabMismatch { tokenizer: PathBuf, vocab_size: usize, weights: PathBuf, tensor: String, rows: i64 },
+    VocabMismatch {
+        tokenizer: PathBuf,
+        vocab_size: usize,
+        weights: PathBuf,
+        tensor: String,
+        rows: i64,
+    },
 
     #[error("{path}: cannot load tokenizer: {message}")]
     Tokenizer { path: PathBuf, message: String },
@@ -90,6 +111,9 @@ pub enum ModelError {
 
 impl ModelError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        ModelError::Io { path: path.into(), source }
+        ModelError::Io {
+            path: path.into(),
+            source,
+        }
     }
 }

@@ -35,7 +35,9 @@ impl DistilBertHead {
         Ok(DistilBertHead {
             pre_classifier: linear(&(p / "pre_classifier"), c.dim, c.dim, c.initializer_range)?,
             classifier: linear(&(p / "classifier"), c.dim, num_labels, c.initializer_range)?,
-            dropout: Dropout { p: c.seq_classif_dropout },
+            dropout: Dropout {
+                p: c.seq_classif_dropout,
+            },
         })
     }
 
@@ -64,17 +66,30 @@ pub struct BertPooler {
 
 impl BertPooler {
     pub fn new(p: &nn::Path, c: &BertConfig) -> Result<Self> {
-        Ok(BertPooler { dense: linear(&(p / "dense"), c.hidden_size, c.hidden_size, c.initializer_range)? })
+        Ok(BertPooler {
+            dense: linear(
+                &(p / "dense"),
+                c.hidden_size,
+                c.hidden_size,
+                c.initializer_range,
+            )?,
+        })
     }
 
     pub fn forward_t(&self, hidden: &Tensor, train: bool) -> Result<Tensor> {
-        Ok(self.dense.forward_t(&hidden.f_select(1, 0)?, train)?.f_tanh()?)
+        Ok(self
+            .dense
+            .forward_t(&hidden.f_select(1, 0)?, train)?
+            .f_tanh()?)
     }
 
     pub fn module_node(&self) -> ModuleNode {
         ModuleNode::new(
             "BertPooler",
-            vec![("dense", self.dense.module_node()), ("activation", ModuleNode::leaf("Tanh", ""))],
+            vec![
+                ("dense", self.dense.module_node()),
+                ("activation", ModuleNode::leaf("Tanh", "")),
+            ],
         )
     }
 }
@@ -89,17 +104,28 @@ pub struct BertHead {
 impl BertHead {
     pub fn new(p: &nn::Path, c: &BertConfig, num_labels: i64) -> Result<Self> {
         Ok(BertHead {
-            dropout: Dropout { p: c.classifier_dropout.unwrap_or(c.hidden_dropout_prob) },
-            classifier: linear(&(p / "classifier"), c.hidden_size, num_labels, c.initializer_range)?,
+            dropout: Dropout {
+                p: c.classifier_dropout.unwrap_or(c.hidden_dropout_prob),
+            },
+            classifier: linear(
+                &(p / "classifier"),
+                c.hidden_size,
+                num_labels,
+                c.initializer_range,
+            )?,
         })
     }
 
     /// `pooled [batch, hidden]` → logits.
     pub fn forward_t(&self, pooled: &Tensor, train: bool) -> Result<Tensor> {
-        self.classifier.forward_t(&self.dropout.forward_t(pooled, train)?, train)
+        self.classifier
+            .forward_t(&self.dropout.forward_t(pooled, train)?, train)
     }
 
     pub(crate) fn children(&self) -> Vec<(&'static str, ModuleNode)> {
-        vec![("dropout", self.dropout.module_node()), ("classifier", self.classifier.module_node())]
+        vec![
+            ("dropout", self.dropout.module_node()),
+            ("classifier", self.classifier.module_node()),
+        ]
     }
 }

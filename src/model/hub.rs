@@ -54,7 +54,10 @@ pub fn resolve(target: &str) -> Result<ModelSource> {
     let repo = cache.join(format!("models--{}", target.replace('/', "--")));
     match snapshot(&repo)? {
         Some(dir) => Ok(ModelSource::Folder(dir)),
-        None => Err(ModelError::NotFound { target: target.to_string(), looked: repo }),
+        None => Err(ModelError::NotFound {
+            target: target.to_string(),
+            looked: repo,
+        }),
     }
 }
 
@@ -77,7 +80,10 @@ fn snapshot(repo: &Path) -> Result<Option<PathBuf>> {
         if !dir.join("config.json").is_file() {
             continue;
         }
-        let modified = entry.metadata().and_then(|m| m.modified()).unwrap_or(std::time::UNIX_EPOCH);
+        let modified = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .unwrap_or(std::time::UNIX_EPOCH);
         if best.as_ref().is_none_or(|(t, _)| modified > *t) {
             best = Some((modified, dir));
         }

@@ -40,8 +40,14 @@ impl Linear {
     /// Creates `weight [out, in]` ~ N(0, std) and a zero `bias` under `p`, as transformers'
     /// `_init_weights` does for these models.
     pub fn new(p: &nn::Path, in_features: i64, out_features: i64, std: f64) -> Result<Linear> {
-        let weight =
-            p.f_var("weight", &[out_features, in_features], Init::Randn { mean: 0.0, stdev: std })?;
+        let weight = p.f_var(
+            "weight",
+            &[out_features, in_features],
+            Init::Randn {
+                mean: 0.0,
+                stdev: std,
+            },
+        )?;
         let bias = Some(p.f_zeros("bias", &[out_features])?);
         Ok(Linear { weight, bias })
     }
@@ -91,8 +97,21 @@ pub struct Embedding {
 }
 
 impl Embedding {
-    pub fn new(p: &nn::Path, num: i64, dim: i64, std: f64, padding_idx: Option<i64>) -> Result<Self> {
-        let weight = p.f_var("weight", &[num, dim], Init::Randn { mean: 0.0, stdev: std })?;
+    pub fn new(
+        p: &nn::Path,
+        num: i64,
+        dim: i64,
+        std: f64,
+        padding_idx: Option<i64>,
+    ) -> Result<Self> {
+        let weight = p.f_var(
+            "weight",
+            &[num, dim],
+            Init::Randn {
+                mean: 0.0,
+                stdev: std,
+            },
+        )?;
         if let Some(idx) = padding_idx.filter(|&i| i >= 0 && i < num) {
             // transformers zeroes the padding row at init.
             tch::no_grad(|| -> Result<(), tch::TchError> {
@@ -101,11 +120,20 @@ impl Embedding {
                 Ok(())
             })?;
         }
-        Ok(Embedding { weight, padding_idx })
+        Ok(Embedding {
+            weight,
+            padding_idx,
+        })
     }
 
     pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
-        Ok(Tensor::f_embedding(&self.weight, ids, self.padding_idx.unwrap_or(-1), false, false)?)
+        Ok(Tensor::f_embedding(
+            &self.weight,
+            ids,
+            self.padding_idx.unwrap_or(-1),
+            false,
+            false,
+        )?)
     }
 
     pub fn module_node(&self) -> ModuleNode {
@@ -128,7 +156,11 @@ pub struct LayerNorm {
 
 impl LayerNorm {
     pub fn new(p: &nn::Path, dim: i64, eps: f64) -> Result<Self> {
-        Ok(LayerNorm { weight: p.f_ones("weight", &[dim])?, bias: p.f_zeros("bias", &[dim])?, eps })
+        Ok(LayerNorm {
+            weight: p.f_ones("weight", &[dim])?,
+            bias: p.f_zeros("bias", &[dim])?,
+            eps,
+        })
     }
 
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
@@ -139,7 +171,11 @@ impl LayerNorm {
     pub fn module_node(&self) -> ModuleNode {
         ModuleNode::leaf(
             "LayerNorm",
-            format!("({},), eps={}, elementwise_affine=True", self.weight.size()[0], py_float(self.eps)),
+            format!(
+                "({},), eps={}, elementwise_affine=True",
+                self.weight.size()[0],
+                py_float(self.eps)
+            ),
         )
     }
 }

@@ -131,8 +131,14 @@ impl Default for LoadOptions {
 /// The network: encoder + sequence-classification head.
 #[derive(Debug)]
 pub enum Network {
-    DistilBert { distilbert: DistilBertModel, head: DistilBertHead },
-    Bert { bert: BertModel, head: BertHead },
+    DistilBert {
+        distilbert: DistilBertModel,
+        head: DistilBertHead,
+    },
+    Bert {
+        bert: BertModel,
+        head: BertHead,
+    },
 }
 
 /// Output of a forward pass.
@@ -169,12 +175,20 @@ pub fn load_source(source: ModelSource, opts: &LoadOptions) -> Result<LoadedMode
     let config_path = source.config_path();
     if let ModelSource::Folder(folder) = &source {
         if !config_path.is_file() {
-            return Err(ModelError::MissingFile { folder: folder.clone(), file: "config.json".into(), hint: String::new() });
+            return Err(ModelError::MissingFile {
+                folder: folder.clone(),
+                file: "config.json".into(),
+                hint: String::new(),
+            });
         }
     }
     let mut config = ModelConfig::from_file(&config_path)?;
     let labels_origin = match opts.num_labels {
-        Some(n) => format!("num_labels = {n} requested; {} says {}", config_path.display(), config.num_labels),
+        Some(n) => format!(
+            "num_labels = {n} requested; {} says {}",
+            config_path.display(),
+            config.num_labels
+        ),
         None => format!("id2label/num_labels in {}", config_path.display()),
     };
     if let Some(n) = opts.num_labels {
@@ -202,7 +216,11 @@ pub fn load_source(source: ModelSource, opts: &LoadOptions) -> Result<LoadedMode
             };
             checkpoint::load_into(&vs.variables(), path, &rules, class)?
         }
-        None => LoadReport { weights: None, model_class: class.to_string(), ..Default::default() },
+        None => LoadReport {
+            weights: None,
+            model_class: class.to_string(),
+            ..Default::default()
+        },
     };
 
     let tokenizer = match &source {
@@ -231,7 +249,14 @@ pub fn load_source(source: ModelSource, opts: &LoadOptions) -> Result<LoadedMode
             });
         }
     }
-    Ok(LoadedModel { config, vs, network, tokenizer, source, report })
+    Ok(LoadedModel {
+        config,
+        vs,
+        network,
+        tokenizer,
+        source,
+        report,
+    })
 }
 
 /// `folder/model.safetensors`, or an error that says what is there instead.
@@ -241,7 +266,8 @@ fn weights_file(folder: &Path) -> Result<PathBuf> {
         return Ok(path);
     }
     let hint = if folder.join("model.safetensors.index.json").is_file() {
-        "; found model.safetensors.index.json, but sharded checkpoints are not supported".to_string()
+        "; found model.safetensors.index.json, but sharded checkpoints are not supported"
+            .to_string()
     } else if folder.join("pytorch_model.bin").is_file() {
         "; found only pytorch_model.bin: convert it with transformers' \
          save_pretrained(dir, safe_serialization=True)"
@@ -249,7 +275,11 @@ fn weights_file(folder: &Path) -> Result<PathBuf> {
     } else {
         String::new()
     };
-    Err(ModelError::MissingFile { folder: folder.to_owned(), file: "model.safetensors".into(), hint })
+    Err(ModelError::MissingFile {
+        folder: folder.to_owned(),
+        file: "model.safetensors".into(),
+        hint,
+    })
 }
 
 impl Network {
@@ -291,20 +321,35 @@ impl Network {
         }
     }
 
-    pub fn forward_t(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<ModelOutput> {
+    pub fn forward_t(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        train: bool,
+    ) -> Result<ModelOutput> {
         match self {
             Network::DistilBert { distilbert, head } => {
                 let hidden_states = distilbert.forward_t(input_ids, attention_mask, train)?;
-                let last = hidden_states.last().expect("embedding output is always there");
+                let last = hidden_states
+                    .last()
+                    .expect("embedding output is always there");
                 let logits = head.forward_t(last, train)?;
-                Ok(ModelOutput { logits, hidden_states })
+                Ok(ModelOutput {
+                    logits,
+                    hidden_states,
+                })
             }
             Network::Bert { bert, head } => {
                 let hidden_states = bert.forward_t(input_ids, attention_mask, train)?;
-                let last = hidden_states.last().expect("embedding output is always there");
+                let last = hidden_states
+                    .last()
+                    .expect("embedding output is always there");
                 let pooled = bert.pooler.forward_t(last, train)?;
                 let logits = head.forward_t(&pooled, train)?;
-                Ok(ModelOutput { logits, hidden_states })
+                Ok(ModelOutput {
+                    logits,
+                    hidden_states,
+                })
             }
         }
     }
@@ -353,15 +398,33 @@ impl LoadedModel {
         }
         let vs = VarStore::new(device);
         let network = Network::new(&vs, &config)?;
-        let report = LoadReport { weights: None, model_class: network.class_name().into(), ..Default::default() };
+        let report = LoadReport {
+            weights: None,
+            model_class: network.class_name().into(),
+            ..Default::default()
+        };
         let source = ModelSource::Config(config.path.clone());
-        Ok(LoadedModel { config, vs, network, tokenizer: None, source, report })
+        Ok(LoadedModel {
+            config,
+            vs,
+            network,
+            tokenizer: None,
+            source,
+            report,
+        })
     }
 
     /// Logits `[batch, num_labels]` for `input_ids`/`attention_mask` (`[batch, seq]`,
     /// int64, 1 = token, 0 = padding). `train` enables dropout.
-    pub fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor> {
-        Ok(self.forward_with_hidden_states(input_ids, attention_mask, train)?.logits)
+    pub fn forward(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        train: bool,
+    ) -> Result<Tensor> {
+        Ok(self
+            .forward_with_hidden_states(input_ids, attention_mask, train)?
+            .logits)
     }
 
     /// Logits and all hidden states.
@@ -407,7 +470,10 @@ impl LoadedModel {
     /// Parameters with `requires_grad`, by name (what an optimizer should get; note that
     /// `VarStore::trainable_variables` ignores freezing done here).
     pub fn trainable_parameters(&self) -> Vec<(String, Tensor)> {
-        self.named_parameters().into_iter().filter(|(_, t)| t.requires_grad()).collect()
+        self.named_parameters()
+            .into_iter()
+            .filter(|(_, t)| t.requires_grad())
+            .collect()
     }
 
     /// Marks each parameter trainable iff `trainable(name)`.
@@ -435,7 +501,10 @@ impl LoadedModel {
 
     /// Counts among the parameters whose name satisfies `select`.
     pub fn count_params(&self, select: impl Fn(&str) -> bool) -> ParamCounts {
-        let mut counts = ParamCounts { trainable: 0, all: 0 };
+        let mut counts = ParamCounts {
+            trainable: 0,
+            all: 0,
+        };
         for (name, t) in self.vs.variables() {
             if !select(&name) {
                 continue;
@@ -451,7 +520,11 @@ impl LoadedModel {
 
     /// HF module names of every linear layer (`distilbert.transformer.layer.0.attention.q_lin`).
     pub fn linear_names(&mut self) -> Vec<String> {
-        self.network.linears_mut().into_iter().map(|(n, _)| n).collect()
+        self.network
+            .linears_mut()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect()
     }
 
     /// The linear layer called `name`.
@@ -461,15 +534,24 @@ impl LoadedModel {
             .into_iter()
             .find(|(n, _)| n == name)
             .map(|(_, slot)| slot)
-            .ok_or_else(|| ModelError::UnknownLinear { name: name.to_string() })
+            .ok_or_else(|| ModelError::UnknownLinear {
+                name: name.to_string(),
+            })
     }
 
     /// Replaces the linear layer `name` by `f(old)`; `f` may wrap `old` (an adapter) or
     /// build a new layer from its weights (SVD). New parameters should be registered in
     /// `self.vs` under `name.…` so they are counted and saved.
-    pub fn replace_linear(&mut self, name: &str, f: impl FnOnce(LinearSlot) -> Result<LinearSlot>) -> Result<()> {
+    pub fn replace_linear(
+        &mut self,
+        name: &str,
+        f: impl FnOnce(LinearSlot) -> Result<LinearSlot>,
+    ) -> Result<()> {
         let slot = self.linear_mut(name)?;
-        let placeholder: LinearSlot = Box::new(Linear { weight: Tensor::new(), bias: None });
+        let placeholder: LinearSlot = Box::new(Linear {
+            weight: Tensor::new(),
+            bias: None,
+        });
         let old = std::mem::replace(slot, placeholder);
         *slot = f(old)?;
         Ok(())
@@ -480,7 +562,8 @@ impl LoadedModel {
     pub fn save(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
         let config_path = dir.join("config.json");
-        let json = serde_json::to_string_pretty(&self.config.to_json()).expect("JSON values serialize");
+        let json =
+            serde_json::to_string_pretty(&self.config.to_json()).expect("JSON values serialize");
         std::fs::write(&config_path, json + "\n").map_err(|e| ModelError::io(&config_path, e))?;
         checkpoint::save(&self.vs.variables(), &dir.join("model.safetensors"))?;
         if let ModelSource::Folder(src) = &self.source {

@@ -44,7 +44,7 @@ pub fn thousands(n: i64) -> String {
     let digits = n.unsigned_abs().to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -82,7 +82,10 @@ impl FromStr for Method {
         match s {
             "full" => Ok(Method::Full),
             "head" => Ok(Method::Head),
-            _ => Err(ModelError::UnknownMethod { method: s.to_string(), expected: Method::NAMES.join(", ") }),
+            _ => Err(ModelError::UnknownMethod {
+                method: s.to_string(),
+                expected: Method::NAMES.join(", "),
+            }),
         }
     }
 }

@@ -16,14 +16,22 @@ pub struct ModuleNode {
 
 impl ModuleNode {
     pub fn leaf(class: impl Into<String>, extra: impl Into<String>) -> ModuleNode {
-        ModuleNode { class: class.into(), extra: extra.into(), children: vec![], is_list: false }
+        ModuleNode {
+            class: class.into(),
+            extra: extra.into(),
+            children: vec![],
+            is_list: false,
+        }
     }
 
     pub fn new(class: impl Into<String>, children: Vec<(&str, ModuleNode)>) -> ModuleNode {
         ModuleNode {
             class: class.into(),
             extra: String::new(),
-            children: children.into_iter().map(|(n, m)| (n.to_string(), m)).collect(),
+            children: children
+                .into_iter()
+                .map(|(n, m)| (n.to_string(), m))
+                .collect(),
             is_list: false,
         }
     }
@@ -32,7 +40,11 @@ impl ModuleNode {
         ModuleNode {
             class: "ModuleList".into(),
             extra: String::new(),
-            children: items.into_iter().enumerate().map(|(i, m)| (i.to_string(), m)).collect(),
+            children: items
+                .into_iter()
+                .enumerate()
+                .map(|(i, m)| (i.to_string(), m))
+                .collect(),
             is_list: true,
         }
     }
@@ -42,8 +54,11 @@ impl ModuleNode {
         if self.is_list {
             return self.render_list();
         }
-        let extra_lines: Vec<String> =
-            if self.extra.is_empty() { vec![] } else { self.extra.lines().map(String::from).collect() };
+        let extra_lines: Vec<String> = if self.extra.is_empty() {
+            vec![]
+        } else {
+            self.extra.lines().map(String::from).collect()
+        };
         let child_lines: Vec<String> = self
             .children
             .iter()
