@@ -294,3 +294,22 @@ fn corrupt_safetensors_and_bad_device() {
         assert_eq!(DeviceChoice::Auto.resolve().unwrap(), tch::Device::Cpu);
     }
 }
+
+#[test]
+fn half_precision_checkpoint_loads_as_f32() {
+    let dir = copy_of("tiny-distilbert");
+    edit_weights(dir.path(), |ts| {
+        for (_, t) in ts.iter_mut() {
+            *t = t.to_kind(tch::Kind::Half);
+        }
+    });
+    let half = model::load(dir.path().to_str().unwrap(), &cpu()).unwrap();
+    let full = model::load(fixture("tiny-distilbert").to_str().unwrap(), &cpu()).unwrap();
+    let (ids, mask) = full
+        .encode(&["the movie was great", "loved it"], 16)
+        .unwrap();
+    let a = tch::no_grad(|| half.forward(&ids, &mask, false)).unwrap();
+    let b = tch::no_grad(|| full.forward(&ids, &mask, false)).unwrap();
+    assert_eq!(a.kind(), tch::Kind::Float);
+    assert!((a - b).abs().max().double_value(&[]) < 2e-2);
+}

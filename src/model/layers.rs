@@ -269,3 +269,18 @@ pub(crate) fn additive_mask(mask: &Tensor, kind: Kind) -> Result<Tensor> {
     };
     Ok(m.f_neg()?.f_add_scalar(1.0)?.f_mul_scalar(min)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::py_float;
+
+    #[test]
+    fn floats_print_as_python_repr() {
+        assert_eq!(py_float(0.1), "0.1");
+        assert_eq!(py_float(0.0), "0.0");
+        assert_eq!(py_float(1e-12), "1e-12");
+        assert_eq!(py_float(1e-5), "1e-05");
+        assert_eq!(py_float(2.5e-7), "2.5e-07");
+        assert_eq!(py_float(1.0), "1.0");
+    }
+}

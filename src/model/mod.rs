@@ -541,7 +541,8 @@ impl LoadedModel {
 
     /// Replaces the linear layer `name` by `f(old)`; `f` may wrap `old` (an adapter) or
     /// build a new layer from its weights (SVD). New parameters should be registered in
-    /// `self.vs` under `name.…` so they are counted and saved.
+    /// `self.vs` under `name.…` so they are counted and saved. If `f` fails, the slot is
+    /// left empty (a forward pass through it errors): treat the model as unusable.
     pub fn replace_linear(
         &mut self,
         name: &str,

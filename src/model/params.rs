@@ -95,3 +95,26 @@ impl fmt::Display for Method {
         f.write_str(self.name())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peft_line_and_thousands() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(66_955_010), "66,955,010");
+        let c = ParamCounts {
+            trainable: 7_087_104,
+            all: 66_955_010,
+        };
+        assert_eq!(
+            c.to_string(),
+            "trainable params: 7,087,104 || all params: 66,955,010 || trainable%: 10.5849"
+        );
+        assert_eq!("head".parse::<Method>().unwrap(), Method::Head);
+        assert!("lora".parse::<Method>().is_err());
+    }
+}

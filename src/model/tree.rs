@@ -117,3 +117,27 @@ fn add_indent(s: &str, n: usize) -> String {
         format!("{first}\n{}", rest.join("\n"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_like_pytorch() {
+        let lin = || ModuleNode::leaf("Linear", "in_features=2, out_features=2, bias=True");
+        let block =
+            |extra: &str| ModuleNode::new("Block", vec![("fc", ModuleNode::leaf("Linear", extra))]);
+        let list = ModuleNode::list(vec![block("a"), block("a"), block("a"), block("b")]);
+        let root = ModuleNode::new(
+            "Net",
+            vec![
+                ("layers", list),
+                ("head", lin()),
+                ("act", ModuleNode::leaf("ReLU", "")),
+            ],
+        );
+        let want = "Net(\n  (layers): ModuleList(\n    (0-2): 3 x Block(\n      (fc): Linear(a)\n    )\n    (3): Block(\n      (fc): Linear(b)\n    )\n  )\n  (head): Linear(in_features=2, out_features=2, bias=True)\n  (act): ReLU()\n)";
+        assert_eq!(root.render(), want);
+        assert_eq!(ModuleNode::list(vec![]).render(), "ModuleList()");
+    }
+}
