@@ -69,4 +69,9 @@ fi
 
 LIBTORCH="$SP/torch"
 [ -f "$LIBTORCH/lib/libtorch_cpu.so" ] || { echo "setup: $LIBTORCH/lib/libtorch_cpu.so missing" >&2; exit 1; }
+if [ "$LIBTORCH" != "$ROOT/.venv-torch/lib/python3.11/site-packages/torch" ]; then
+    # .cargo/config.toml points at the python3.11 layout; another Python needs the env var.
+    echo "setup: note: $PYTHON is not Python 3.11, so .cargo/config.toml's LIBTORCH does not" \
+         "apply; export the LIBTORCH below before cargo" >&2
+fi
 echo "export LIBTORCH=$LIBTORCH"
