@@ -6,11 +6,13 @@
 //! [`spec`] (TOML → validated, expanded tasks) → [`graph`] (DAG, order, cycles) →
 //! [`plan`] (cache keys, cached or why not) → [`scheduler`] (runs what is missing, emits
 //! [`events`]) → [`tasks`] (one file per kind) writing into the [`store`] →
-//! [`report`] (tables read from the cache). [`commands`] wires them for the CLI.
+//! [`report`] (tables read from the cache). [`commands`] wires them for the CLI;
+//! [`model`] holds the tch transformer code the neural tasks use.
 
 pub mod commands;
 pub mod events;
 pub mod graph;
+pub mod model;
 pub mod plan;
 pub mod report;
 pub mod reporter;

@@ -101,6 +101,14 @@ enum Command {
     },
     /// List the artifacts in the cache.
     Ls,
+    /// Print a model's module tree and its parameter counts, as `print(model)` and PEFT do.
+    Inspect {
+        /// A model folder, a hub id in the Hugging Face cache, or a bare config.json.
+        model: String,
+        /// Which parameters train: `full` or `head`.
+        #[arg(long, default_value = "full")]
+        method: String,
+    },
 }
 
 static CANCEL: AtomicBool = AtomicBool::new(false);
@@ -156,6 +164,9 @@ fn main() -> ExitCode {
         Command::Report { files } => commands::report(&settings, &files),
         Command::Gc { files, dry_run } => printed(commands::gc(&settings, &files, dry_run)),
         Command::Ls => printed(commands::ls(&settings)),
+        Command::Inspect { model, method } => {
+            printed(orchestrate::model::inspect::run(&model, &method).map_err(anyhow::Error::new))
+        }
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

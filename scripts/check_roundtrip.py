@@ -1,0 +1,55 @@
+#!/usr/bin/env python3
+"""Round trip, transformers side: every folder under DIR that orchestrate saved (with the
+Rust logits in rust_outputs.safetensors) must load in transformers with no missing or
+unexpected weights and give the same logits (max abs diff <= 1e-4).
+
+    ORCHESTRATE_ROUNDTRIP_DIR=target/roundtrip cargo test --test model_roundtrip
+    .venv-hf/bin/python scripts/check_roundtrip.py target/roundtrip
+
+(scripts/roundtrip.sh runs both.) Needs torch==2.11.0, transformers, safetensors.
+"""
+import os
+import sys
+
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+TOL = 1e-4
+
+
+def check(folder):
+    rust = load_file(os.path.join(folder, "rust_outputs.safetensors"))
+    model, info = AutoModelForSequenceClassification.from_pretrained(folder, output_loading_info=True)
+    model.eval()
+    bad = {k: v for k, v in info.items() if v}
+    if bad:
+        raise SystemExit(f"{folder}: transformers reports {bad}")
+    tok = AutoTokenizer.from_pretrained(folder)
+    texts = ["the movie was great", "this film was really boring and the plot was bad", "loved it"]
+    enc = tok(texts, padding=True, return_tensors="pt")
+    if not torch.equal(enc["input_ids"], rust["input_ids"]):
+        raise SystemExit(f"{folder}: tokenizer ids differ:\n{enc['input_ids']}\n{rust['input_ids']}")
+    with torch.no_grad():
+        logits = model(input_ids=rust["input_ids"], attention_mask=rust["attention_mask"]).logits
+    diff = (logits - rust["logits"]).abs().max().item()
+    print(f"{folder}: {type(model).__name__}, logits {tuple(logits.shape)}, max abs diff {diff:.3e}")
+    if diff > TOL:
+        raise SystemExit(f"{folder}: logits differ by {diff} > {TOL}")
+
+
+def main():
+    if len(sys.argv) != 2:
+        raise SystemExit(__doc__)
+    root = sys.argv[1]
+    folders = sorted(os.path.join(root, d) for d in os.listdir(root)
+                     if os.path.isfile(os.path.join(root, d, "rust_outputs.safetensors")))
+    if not folders:
+        raise SystemExit(f"{root}: no saved models (run the cargo test first)")
+    for f in folders:
+        check(f)
+    print(f"round trip ok: {len(folders)} model(s)")
+
+
+if __name__ == "__main__":
+    main()

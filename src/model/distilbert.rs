@@ -1,0 +1,257 @@
+//! DistilBERT encoder, mirroring transformers'
+//! [modeling_distilbert.py](https://github.com/huggingface/transformers/blob/main/src/transformers/models/distilbert/modeling_distilbert.py):
+//! struct fields and weight paths are HF's names (`embeddings`, `transformer.layer.{i}`,
+//! `attention.q_lin`, `sa_layer_norm`, `ffn.lin1`, `output_layer_norm`).
+
+use tch::nn;
+use tch::{Kind, Tensor};
+
+use super::config::DistilBertConfig;
+use super::error::Result;
+use super::layers::{additive_mask, linear, Activation, Dropout, Embedding, LayerNorm, LinearSlot};
+use super::tree::ModuleNode;
+
+const LN_EPS: f64 = 1e-12;
+
+/// `Embeddings`: word + learned position embeddings, LayerNorm, dropout.
+#[derive(Debug)]
+pub struct Embeddings {
+    pub word_embeddings: Embedding,
+    pub position_embeddings: Embedding,
+    pub layer_norm: LayerNorm,
+    pub dropout: Dropout,
+}
+
+impl Embeddings {
+    pub fn new(p: &nn::Path, c: &DistilBertConfig) -> Result<Self> {
+        let std = c.initializer_range;
+        Ok(Embeddings {
+            word_embeddings: Embedding::new(&(p / "word_embeddings"), c.vocab_size, c.dim, std, c.pad_token_id)?,
+            position_embeddings: Embedding::new(
+                &(p / "position_embeddings"),
+                c.max_position_embeddings,
+                c.dim,
+                std,
+                None,
+            )?,
+            layer_norm: LayerNorm::new(&(p / "LayerNorm"), c.dim, LN_EPS)?,
+            dropout: Dropout { p: c.dropout },
+        })
+    }
+
+    pub fn forward_t(&self, input_ids: &Tensor, train: bool) -> Result<Tensor> {
+        let seq = input_ids.size()[1];
+        let positions = Tensor::f_arange(seq, (Kind::Int64, input_ids.device()))?.f_unsqueeze(0)?;
+        let xs = self
+            .word_embeddings
+            .forward(input_ids)?
+            .f_add(&self.position_embeddings.forward(&positions)?)?;
+        self.dropout.forward_t(&self.layer_norm.forward(&xs)?, train)
+    }
+
+    fn module_node(&self) -> ModuleNode {
+        ModuleNode::new(
+            "Embeddings",
+            vec![
+                ("word_embeddings", self.word_embeddings.module_node()),
+                ("position_embeddings", self.position_embeddings.module_node()),
+                ("LayerNorm", self.layer_norm.module_node()),
+                ("dropout", self.dropout.module_node()),
+            ],
+        )
+    }
+}
+
+/// `DistilBertSelfAttention` (a.k.a. `MultiHeadSelfAttention`).
+#[derive(Debug)]
+pub struct SelfAttention {
+    pub n_heads: i64,
+    pub dim: i64,
+    pub q_lin: LinearSlot,
+    pub k_lin: LinearSlot,
+    pub v_lin: LinearSlot,
+    pub out_lin: LinearSlot,
+    pub dropout: Dropout,
+}
+
+impl SelfAttention {
+    pub fn new(p: &nn::Path, c: &DistilBertConfig) -> Result<Self> {
+        let (d, std) = (c.dim, c.initializer_range);
+        Ok(SelfAttention {
+            n_heads: c.n_heads,
+            dim: d,
+            q_lin: linear(&(p / "q_lin"), d, d, std)?,
+            k_lin: linear(&(p / "k_lin"), d, d, std)?,
+            v_lin: linear(&(p / "v_lin"), d, d, std)?,
+            out_lin: linear(&(p / "out_lin"), d, d, std)?,
+            dropout: Dropout { p: c.attention_dropout },
+        })
+    }
+
+    /// `xs [batch, seq, dim]`, `mask` additive `[batch, 1, 1, seq]`.
+    pub fn forward_t(&self, xs: &Tensor, mask: &Tensor, train: bool) -> Result<Tensor> {
+        let (b, dph) = (xs.size()[0], self.dim / self.n_heads);
+        let shape = |t: Tensor| -> Result<Tensor> { Ok(t.f_view([b, -1, self.n_heads, dph])?.f_transpose(1, 2)?) };
+        let q = shape(self.q_lin.forward_t(xs, train)?)?;
+        let k = shape(self.k_lin.forward_t(xs, train)?)?;
+        let v = shape(self.v_lin.forward_t(xs, train)?)?;
+        let scores = q
+            .f_matmul(&k.f_transpose(2, 3)?)?
+            .f_mul_scalar(1.0 / (dph as f64).sqrt())?
+            .f_add(mask)?;
+        let weights = self.dropout.forward_t(&scores.f_softmax(-1, scores.kind())?, train)?;
+        let context = weights
+            .f_matmul(&v)?
+            .f_transpose(1, 2)?
+            .f_contiguous()?
+            .f_view([b, -1, self.dim])?;
+        self.out_lin.forward_t(&context, train)
+    }
+
+    fn module_node(&self) -> ModuleNode {
+        ModuleNode::new(
+            "DistilBertSelfAttention",
+            vec![
+                ("q_lin", self.q_lin.module_node()),
+                ("k_lin", self.k_lin.module_node()),
+                ("v_lin", self.v_lin.module_node()),
+                ("out_lin", self.out_lin.module_node()),
+                ("dropout", self.dropout.module_node()),
+            ],
+        )
+    }
+}
+
+/// `FFN`: lin1 → activation → lin2 → dropout.
+#[derive(Debug)]
+pub struct Ffn {
+    pub dropout: Dropout,
+    pub lin1: LinearSlot,
+    pub lin2: LinearSlot,
+    pub activation: Activation,
+}
+
+impl Ffn {
+    pub fn new(p: &nn::Path, c: &DistilBertConfig) -> Result<Self> {
+        let std = c.initializer_range;
+        Ok(Ffn {
+            dropout: Dropout { p: c.dropout },
+            lin1: linear(&(p / "lin1"), c.dim, c.hidden_dim, std)?,
+            lin2: linear(&(p / "lin2"), c.hidden_dim, c.dim, std)?,
+            activation: Activation::from_name(&c.activation).unwrap_or(Activation::Gelu),
+        })
+    }
+
+    pub fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        let h = self.activation.forward(&self.lin1.forward_t(xs, train)?)?;
+        self.dropout.forward_t(&self.lin2.forward_t(&h, train)?, train)
+    }
+
+    fn module_node(&self) -> ModuleNode {
+        ModuleNode::new(
+            "FFN",
+            vec![
+                ("dropout", self.dropout.module_node()),
+                ("lin1", self.lin1.module_node()),
+                ("lin2", self.lin2.module_node()),
+                ("activation", self.activation.module_node()),
+            ],
+        )
+    }
+}
+
+/// `TransformerBlock`: post-LayerNorm attention and FFN sublayers.
+#[derive(Debug)]
+pub struct TransformerBlock {
+    pub attention: SelfAttention,
+    pub sa_layer_norm: LayerNorm,
+    pub ffn: Ffn,
+    pub output_layer_norm: LayerNorm,
+}
+
+impl TransformerBlock {
+    pub fn new(p: &nn::Path, c: &DistilBertConfig) -> Result<Self> {
+        Ok(TransformerBlock {
+            attention: SelfAttention::new(&(p / "attention"), c)?,
+            sa_layer_norm: LayerNorm::new(&(p / "sa_layer_norm"), c.dim, LN_EPS)?,
+            ffn: Ffn::new(&(p / "ffn"), c)?,
+            output_layer_norm: LayerNorm::new(&(p / "output_layer_norm"), c.dim, LN_EPS)?,
+        })
+    }
+
+    pub fn forward_t(&self, xs: &Tensor, mask: &Tensor, train: bool) -> Result<Tensor> {
+        let sa = self.attention.forward_t(xs, mask, train)?;
+        let sa = self.sa_layer_norm.forward(&sa.f_add(xs)?)?;
+        let ffn = self.ffn.forward_t(&sa, train)?;
+        self.output_layer_norm.forward(&ffn.f_add(&sa)?)
+    }
+
+    fn module_node(&self) -> ModuleNode {
+        ModuleNode::new(
+            "TransformerBlock",
+            vec![
+                ("attention", self.attention.module_node()),
+                ("sa_layer_norm", self.sa_layer_norm.module_node()),
+                ("ffn", self.ffn.module_node()),
+                ("output_layer_norm", self.output_layer_norm.module_node()),
+            ],
+        )
+    }
+}
+
+/// `DistilBertModel`: embeddings + `transformer.layer.{i}`.
+#[derive(Debug)]
+pub struct DistilBertModel {
+    pub embeddings: Embeddings,
+    pub layer: Vec<TransformerBlock>,
+}
+
+impl DistilBertModel {
+    pub fn new(p: &nn::Path, c: &DistilBertConfig) -> Result<Self> {
+        let embeddings = Embeddings::new(&(p / "embeddings"), c)?;
+        let lp = p / "transformer" / "layer";
+        let layer = (0..c.n_layers)
+            .map(|i| TransformerBlock::new(&(&lp / i), c))
+            .collect::<Result<_>>()?;
+        Ok(DistilBertModel { embeddings, layer })
+    }
+
+    /// Returns the hidden states: the embedding output followed by each layer's output
+    /// (transformers' `output_hidden_states=True`); the last is the encoder output.
+    pub fn forward_t(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Vec<Tensor>> {
+        let mut xs = self.embeddings.forward_t(input_ids, train)?;
+        let mask = additive_mask(attention_mask, xs.kind())?;
+        let mut hidden = Vec::with_capacity(self.layer.len() + 1);
+        hidden.push(xs.shallow_clone());
+        for block in &self.layer {
+            xs = block.forward_t(&xs, &mask, train)?;
+            hidden.push(xs.shallow_clone());
+        }
+        Ok(hidden)
+    }
+
+    pub(crate) fn linears_mut(&mut self, prefix: &str) -> Vec<(String, &mut LinearSlot)> {
+        let mut out = Vec::new();
+        for (i, l) in self.layer.iter_mut().enumerate() {
+            let b = format!("{prefix}transformer.layer.{i}.");
+            out.push((format!("{b}attention.q_lin"), &mut l.attention.q_lin));
+            out.push((format!("{b}attention.k_lin"), &mut l.attention.k_lin));
+            out.push((format!("{b}attention.v_lin"), &mut l.attention.v_lin));
+            out.push((format!("{b}attention.out_lin"), &mut l.attention.out_lin));
+            out.push((format!("{b}ffn.lin1"), &mut l.ffn.lin1));
+            out.push((format!("{b}ffn.lin2"), &mut l.ffn.lin2));
+        }
+        out
+    }
+
+    pub fn module_node(&self) -> ModuleNode {
+        let layers = ModuleNode::list(self.layer.iter().map(|l| l.module_node()).collect());
+        ModuleNode::new(
+            "DistilBertModel",
+            vec![
+                ("embeddings", self.embeddings.module_node()),
+                ("transformer", ModuleNode::new("Transformer", vec![("layer", layers)])),
+            ],
+        )
+    }
+}

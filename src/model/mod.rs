@@ -1,0 +1,546 @@
+//! Transformer encoders on libtorch (tch): DistilBERT and BERT for sequence
+//! classification, loaded from and saved to Hugging Face model folders.
+//!
+//! Design:
+//! - Parameters live in one `tch::nn::VarStore` under their exact Hugging Face names
+//!   (`distilbert.transformer.layer.0.attention.q_lin.weight`,
+//!   `bert.encoder.layer.0.attention.self.query.weight`), so checkpoints load and save
+//!   1:1 with no rename table, and counts match `transformers`/PEFT.
+//! - Every linear layer is a `Box<dyn LinearLayer>` slot reachable by its HF module
+//!   name ([`LoadedModel::linear_names`], [`LoadedModel::replace_linear`]): adapters
+//!   (LoRA, IA3) and SVD surgery wrap or replace layers without touching the encoders.
+//! - `train` is passed explicitly to every forward (dropout on/off); run eval under
+//!   `tch::no_grad`.
+//! - Loading checks everything a user can get wrong (files, model_type, shapes, label
+//!   count, tokenizer vocabulary) and reports missing/unexpected tensors by name
+//!   ([`LoadReport`]), like `from_pretrained`'s warnings.
+//!
+//! Entry points: [`load`] (folder, hub id in the HF cache, or bare config.json),
+//! [`LoadedModel::forward`], [`LoadedModel::save`], [`inspect::run`].
+
+pub mod bert;
+pub mod checkpoint;
+pub mod config;
+pub mod distilbert;
+pub mod error;
+pub mod heads;
+pub mod hub;
+pub mod inspect;
+pub mod layers;
+pub mod params;
+pub mod tokenizer;
+pub mod tree;
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use tch::nn::VarStore;
+use tch::{Device, Tensor};
+
+pub use checkpoint::LoadReport;
+pub use config::{ArchConfig, BertConfig, DistilBertConfig, ModelConfig};
+pub use error::{ModelError, Result};
+pub use hub::ModelSource;
+pub use layers::{Linear, LinearLayer, LinearSlot};
+pub use params::{Method, ParamCounts};
+pub use tokenizer::ModelTokenizer;
+pub use tree::ModuleNode;
+
+use bert::BertModel;
+use distilbert::DistilBertModel;
+use heads::{BertHead, DistilBertHead, HEAD_PREFIXES_BERT, HEAD_PREFIXES_DISTILBERT};
+
+/// Where tensors live: `"cpu"`, `"cuda"` (error if unavailable) or `"auto"` (CUDA when
+/// libtorch sees a GPU, else CPU).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    Cpu,
+    Cuda,
+    #[default]
+    Auto,
+}
+
+impl FromStr for DeviceChoice {
+    type Err = ModelError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "cpu" => Ok(DeviceChoice::Cpu),
+            "cuda" => Ok(DeviceChoice::Cuda),
+            "auto" => Ok(DeviceChoice::Auto),
+            _ => Err(ModelError::InvalidDevice(s.to_string())),
+        }
+    }
+}
+
+impl DeviceChoice {
+    pub fn resolve(self) -> Result<Device> {
+        match self {
+            DeviceChoice::Cpu => Ok(Device::Cpu),
+            DeviceChoice::Cuda if tch::Cuda::is_available() => Ok(Device::Cuda(0)),
+            DeviceChoice::Cuda => Err(ModelError::CudaUnavailable),
+            DeviceChoice::Auto => Ok(Device::cuda_if_available()),
+        }
+    }
+}
+
+/// Sets libtorch's intra-op threads: `threads`, else the available cores.
+pub fn set_threads(threads: Option<usize>) {
+    let n = threads
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    tch::set_num_threads(n as i32);
+}
+
+/// How to load a model.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub device: DeviceChoice,
+    /// Torch threads; `None` = available cores.
+    pub threads: Option<usize>,
+    /// Number of labels of the task; `None` = the config's. A checkpoint whose classifier
+    /// has another size is an error (unless `reinit_mismatched_head`).
+    pub num_labels: Option<i64>,
+    /// Seed for the random initialisation (head layers, or everything without weights).
+    pub seed: Option<i64>,
+    /// Read `model.safetensors` (a folder must then have it). `false` = random weights.
+    pub weights: bool,
+    /// A folder must have `tokenizer.json` or `vocab.txt` (when weights are read).
+    pub require_tokenizer: bool,
+    /// Accept encoder tensors missing from the checkpoint (they stay random).
+    pub allow_missing: bool,
+    /// Re-initialise head tensors whose shape differs (HF's `ignore_mismatched_sizes`).
+    pub reinit_mismatched_head: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            device: DeviceChoice::Auto,
+            threads: None,
+            num_labels: None,
+            seed: None,
+            weights: true,
+            require_tokenizer: true,
+            allow_missing: false,
+            reinit_mismatched_head: false,
+        }
+    }
+}
+
+/// The network: encoder + sequence-classification head.
+#[derive(Debug)]
+pub enum Network {
+    DistilBert {
+        distilbert: DistilBertModel,
+        head: DistilBertHead,
+    },
+    Bert {
+        bert: BertModel,
+        head: BertHead,
+    },
+}
+
+/// Output of a forward pass.
+#[derive(Debug)]
+pub struct ModelOutput {
+    /// `[batch, num_labels]`.
+    pub logits: Tensor,
+    /// Embedding output, then each layer's output: `num_layers + 1` tensors
+    /// `[batch, seq, hidden]` (transformers' `hidden_states`).
+    pub hidden_states: Vec<Tensor>,
+}
+
+/// A model ready to run: config, parameters, network, tokenizer, and the load report.
+#[derive(Debug)]
+pub struct LoadedModel {
+    pub config: ModelConfig,
+    pub vs: VarStore,
+    pub network: Network,
+    pub tokenizer: Option<ModelTokenizer>,
+    pub source: ModelSource,
+    pub report: LoadReport,
+}
+
+/// Loads `target` (model folder, bare config.json, or hub id in the HF cache).
+pub fn load(target: &str, opts: &LoadOptions) -> Result<LoadedModel> {
+    let source = hub::resolve(target)?;
+    load_source(source, opts)
+}
+
+/// Loads from an already resolved source.
+pub fn load_source(source: ModelSource, opts: &LoadOptions) -> Result<LoadedModel> {
+    set_threads(opts.threads);
+    let device = opts.device.resolve()?;
+    let config_path = source.config_path();
+    if let ModelSource::Folder(folder) = &source {
+        if !config_path.is_file() {
+            return Err(ModelError::MissingFile {
+                folder: folder.clone(),
+                file: "config.json".into(),
+                hint: String::new(),
+            });
+        }
+    }
+    let mut config = ModelConfig::from_file(&config_path)?;
+    let labels_origin = match opts.num_labels {
+        Some(n) => format!(
+            "num_labels = {n} requested; {} says {}",
+            config_path.display(),
+            config.num_labels
+        ),
+        None => format!("id2label/num_labels in {}", config_path.display()),
+    };
+    if let Some(n) = opts.num_labels {
+        config.num_labels = n;
+    }
+    if let Some(seed) = opts.seed {
+        tch::manual_seed(seed);
+    }
+    let vs = VarStore::new(device);
+    let network = Network::new(&vs, &config)?;
+    let class = network.class_name();
+
+    let weights = match &source {
+        ModelSource::Folder(folder) if opts.weights => Some(weights_file(folder)?),
+        _ => None,
+    };
+    let report = match &weights {
+        Some(path) => {
+            let rules = checkpoint::HeadRules {
+                prefixes: network.head_prefixes(),
+                base_prefix: network.base_prefix(),
+                labels_origin,
+                allow_missing: opts.allow_missing,
+                reinit_mismatched_head: opts.reinit_mismatched_head,
+            };
+            checkpoint::load_into(&vs.variables(), path, &rules, class)?
+        }
+        None => LoadReport {
+            weights: None,
+            model_class: class.to_string(),
+            ..Default::default()
+        },
+    };
+
+    let tokenizer = match &source {
+        ModelSource::Folder(folder) => {
+            let tok = ModelTokenizer::from_folder(folder)?;
+            if tok.is_none() && opts.require_tokenizer && opts.weights {
+                return Err(ModelError::MissingFile {
+                    folder: folder.clone(),
+                    file: "tokenizer.json (or vocab.txt)".into(),
+                    hint: String::new(),
+                });
+            }
+            tok
+        }
+        ModelSource::Config(_) => None,
+    };
+    if let Some(tok) = &tokenizer {
+        let rows = config.vocab_size();
+        if tok.vocab_size() as i64 > rows {
+            return Err(ModelError::VocabMismatch {
+                tokenizer: tok.path.clone(),
+                vocab_size: tok.vocab_size(),
+                weights: weights.clone().unwrap_or_else(|| config_path.clone()),
+                tensor: format!("{}embeddings.word_embeddings.weight", network.base_prefix()),
+                rows,
+            });
+        }
+    }
+    Ok(LoadedModel {
+        config,
+        vs,
+        network,
+        tokenizer,
+        source,
+        report,
+    })
+}
+
+/// `folder/model.safetensors`, or an error that says what is there instead.
+fn weights_file(folder: &Path) -> Result<PathBuf> {
+    let path = folder.join("model.safetensors");
+    if path.is_file() {
+        return Ok(path);
+    }
+    let hint = if folder.join("model.safetensors.index.json").is_file() {
+        "; found model.safetensors.index.json, but sharded checkpoints are not supported".to_string()
+    } else if folder.join("pytorch_model.bin").is_file() {
+        "; found only pytorch_model.bin: convert it with transformers' \
+         save_pretrained(dir, safe_serialization=True)"
+            .to_string()
+    } else {
+        String::new()
+    };
+    Err(ModelError::MissingFile {
+        folder: folder.to_owned(),
+        file: "model.safetensors".into(),
+        hint,
+    })
+}
+
+impl Network {
+    /// Builds the network with transformers' random initialisation under `vs`'s root.
+    pub fn new(vs: &VarStore, config: &ModelConfig) -> Result<Network> {
+        let root = vs.root();
+        Ok(match &config.arch {
+            ArchConfig::DistilBert(c) => Network::DistilBert {
+                distilbert: DistilBertModel::new(&(&root / "distilbert"), c)?,
+                head: DistilBertHead::new(&root, c, config.num_labels)?,
+            },
+            ArchConfig::Bert(c) => Network::Bert {
+                bert: BertModel::new(&(&root / "bert"), c)?,
+                head: BertHead::new(&root, c, config.num_labels)?,
+            },
+        })
+    }
+
+    pub fn class_name(&self) -> &'static str {
+        match self {
+            Network::DistilBert { .. } => "DistilBertForSequenceClassification",
+            Network::Bert { .. } => "BertForSequenceClassification",
+        }
+    }
+
+    /// Name prefix of the encoder's parameters (`"distilbert."`, `"bert."`).
+    pub fn base_prefix(&self) -> &'static str {
+        match self {
+            Network::DistilBert { .. } => "distilbert.",
+            Network::Bert { .. } => "bert.",
+        }
+    }
+
+    /// Name prefixes of the classification head's parameters.
+    pub fn head_prefixes(&self) -> &'static [&'static str] {
+        match self {
+            Network::DistilBert { .. } => HEAD_PREFIXES_DISTILBERT,
+            Network::Bert { .. } => HEAD_PREFIXES_BERT,
+        }
+    }
+
+    pub fn forward_t(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<ModelOutput> {
+        match self {
+            Network::DistilBert { distilbert, head } => {
+                let hidden_states = distilbert.forward_t(input_ids, attention_mask, train)?;
+                let last = hidden_states.last().expect("embedding output is always there");
+                let logits = head.forward_t(last, train)?;
+                Ok(ModelOutput { logits, hidden_states })
+            }
+            Network::Bert { bert, head } => {
+                let hidden_states = bert.forward_t(input_ids, attention_mask, train)?;
+                let last = hidden_states.last().expect("embedding output is always there");
+                let pooled = bert.pooler.forward_t(last, train)?;
+                let logits = head.forward_t(&pooled, train)?;
+                Ok(ModelOutput { logits, hidden_states })
+            }
+        }
+    }
+
+    /// Every linear layer by HF module name, in module order.
+    pub fn linears_mut(&mut self) -> Vec<(String, &mut LinearSlot)> {
+        match self {
+            Network::DistilBert { distilbert, head } => {
+                let mut v = distilbert.linears_mut("distilbert.");
+                v.push(("pre_classifier".into(), &mut head.pre_classifier));
+                v.push(("classifier".into(), &mut head.classifier));
+                v
+            }
+            Network::Bert { bert, head } => {
+                let mut v = bert.linears_mut("bert.");
+                v.push(("classifier".into(), &mut head.classifier));
+                v
+            }
+        }
+    }
+
+    /// The tree `print(model)` shows.
+    pub fn module_tree(&self) -> ModuleNode {
+        match self {
+            Network::DistilBert { distilbert, head } => {
+                let mut children = vec![("distilbert", distilbert.module_node())];
+                children.extend(head.children());
+                ModuleNode::new(self.class_name(), children)
+            }
+            Network::Bert { bert, head } => {
+                let mut children = vec![("bert", bert.module_node())];
+                children.extend(head.children());
+                ModuleNode::new(self.class_name(), children)
+            }
+        }
+    }
+}
+
+impl LoadedModel {
+    /// A randomly initialised model from a config (no files besides the config).
+    pub fn from_config(config: ModelConfig, opts: &LoadOptions) -> Result<LoadedModel> {
+        set_threads(opts.threads);
+        let device = opts.device.resolve()?;
+        if let Some(seed) = opts.seed {
+            tch::manual_seed(seed);
+        }
+        let vs = VarStore::new(device);
+        let network = Network::new(&vs, &config)?;
+        let report = LoadReport {
+            weights: None,
+            model_class: network.class_name().into(),
+            ..Default::default()
+        };
+        let source = ModelSource::Config(config.path.clone());
+        Ok(LoadedModel {
+            config,
+            vs,
+            network,
+            tokenizer: None,
+            source,
+            report,
+        })
+    }
+
+    /// Logits `[batch, num_labels]` for `input_ids`/`attention_mask` (`[batch, seq]`,
+    /// int64, 1 = token, 0 = padding). `train` enables dropout.
+    pub fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Tensor> {
+        Ok(self
+            .forward_with_hidden_states(input_ids, attention_mask, train)?
+            .logits)
+    }
+
+    /// Logits and all hidden states.
+    pub fn forward_with_hidden_states(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        train: bool,
+    ) -> Result<ModelOutput> {
+        let device = self.device();
+        let ids = input_ids.f_to_device(device)?;
+        let mask = attention_mask.f_to_device(device)?;
+        self.network.forward_t(&ids, &mask, train)
+    }
+
+    pub fn device(&self) -> Device {
+        self.vs.device()
+    }
+
+    pub fn model_class(&self) -> &'static str {
+        self.network.class_name()
+    }
+
+    pub fn module_tree(&self) -> ModuleNode {
+        self.network.module_tree()
+    }
+
+    /// Tokenizes `texts` (padded to the longest, truncated to `max_length`).
+    pub fn encode(&self, texts: &[&str], max_length: usize) -> Result<(Tensor, Tensor)> {
+        let tok = self.tokenizer.as_ref().ok_or_else(|| ModelError::Encode {
+            message: format!("model from {} has no tokenizer", self.config.path.display()),
+        })?;
+        tok.encode_batch(texts, max_length, self.device())
+    }
+
+    /// All parameters by HF name, sorted.
+    pub fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut v: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// Parameters with `requires_grad`, by name (what an optimizer should get; note that
+    /// `VarStore::trainable_variables` ignores freezing done here).
+    pub fn trainable_parameters(&self) -> Vec<(String, Tensor)> {
+        self.named_parameters()
+            .into_iter()
+            .filter(|(_, t)| t.requires_grad())
+            .collect()
+    }
+
+    /// Marks each parameter trainable iff `trainable(name)`.
+    pub fn set_trainable(&self, trainable: impl Fn(&str) -> bool) {
+        for (name, t) in self.vs.variables() {
+            let _ = t.set_requires_grad(trainable(&name));
+        }
+    }
+
+    /// Sets which parameters `method` trains.
+    pub fn apply_method(&self, method: Method) {
+        match method {
+            Method::Full => self.set_trainable(|_| true),
+            Method::Head => {
+                let prefixes = self.network.head_prefixes();
+                self.set_trainable(|n| prefixes.iter().any(|p| n.starts_with(p)))
+            }
+        }
+    }
+
+    /// Trainable and total parameter counts.
+    pub fn param_counts(&self) -> ParamCounts {
+        self.count_params(|_| true)
+    }
+
+    /// Counts among the parameters whose name satisfies `select`.
+    pub fn count_params(&self, select: impl Fn(&str) -> bool) -> ParamCounts {
+        let mut counts = ParamCounts { trainable: 0, all: 0 };
+        for (name, t) in self.vs.variables() {
+            if !select(&name) {
+                continue;
+            }
+            let n = t.numel() as i64;
+            counts.all += n;
+            if t.requires_grad() {
+                counts.trainable += n;
+            }
+        }
+        counts
+    }
+
+    /// HF module names of every linear layer (`distilbert.transformer.layer.0.attention.q_lin`).
+    pub fn linear_names(&mut self) -> Vec<String> {
+        self.network.linears_mut().into_iter().map(|(n, _)| n).collect()
+    }
+
+    /// The linear layer called `name`.
+    pub fn linear_mut(&mut self, name: &str) -> Result<&mut LinearSlot> {
+        self.network
+            .linears_mut()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, slot)| slot)
+            .ok_or_else(|| ModelError::UnknownLinear { name: name.to_string() })
+    }
+
+    /// Replaces the linear layer `name` by `f(old)`; `f` may wrap `old` (an adapter) or
+    /// build a new layer from its weights (SVD). New parameters should be registered in
+    /// `self.vs` under `name.…` so they are counted and saved. If `f` fails, the slot is
+    /// left empty (a forward pass through it errors): treat the model as unusable.
+    pub fn replace_linear(&mut self, name: &str, f: impl FnOnce(LinearSlot) -> Result<LinearSlot>) -> Result<()> {
+        let slot = self.linear_mut(name)?;
+        let placeholder: LinearSlot = Box::new(Linear {
+            weight: Tensor::new(),
+            bias: None,
+        });
+        let old = std::mem::replace(slot, placeholder);
+        *slot = f(old)?;
+        Ok(())
+    }
+
+    /// Writes `dir/config.json`, `dir/model.safetensors` and the tokenizer files of the
+    /// source folder: a folder transformers' `from_pretrained` loads.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
+        let config_path = dir.join("config.json");
+        let json = serde_json::to_string_pretty(&self.config.to_json()).expect("JSON values serialize");
+        std::fs::write(&config_path, json + "\n").map_err(|e| ModelError::io(&config_path, e))?;
+        checkpoint::save(&self.vs.variables(), &dir.join("model.safetensors"))?;
+        if let ModelSource::Folder(src) = &self.source {
+            let same = src.canonicalize().ok() == dir.canonicalize().ok();
+            for file in tokenizer::TOKENIZER_FILES {
+                let from = src.join(file);
+                if !same && from.is_file() {
+                    std::fs::copy(&from, dir.join(file)).map_err(|e| ModelError::io(&from, e))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

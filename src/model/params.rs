@@ -1,0 +1,120 @@
+//! Parameter counting and which parameters a tuning method trains.
+//!
+//! Counts are over the model's parameters by HF name; "trainable" means
+//! `requires_grad`. The printed line is PEFT's `print_trainable_parameters()`:
+//! `trainable params: 592,130 || all params: 66,955,010 || trainable%: 0.8844`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use super::error::ModelError;
+
+/// Trainable and total parameter counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParamCounts {
+    pub trainable: i64,
+    pub all: i64,
+}
+
+impl ParamCounts {
+    /// Percentage of parameters that are trainable.
+    pub fn trainable_percent(&self) -> f64 {
+        if self.all == 0 {
+            0.0
+        } else {
+            100.0 * self.trainable as f64 / self.all as f64
+        }
+    }
+}
+
+impl fmt::Display for ParamCounts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "trainable params: {} || all params: {} || trainable%: {:.4}",
+            thousands(self.trainable),
+            thousands(self.all),
+            self.trainable_percent()
+        )
+    }
+}
+
+/// `1234567` → `"1,234,567"` (Python's `{:,d}`).
+pub fn thousands(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 {
+        format!("-{out}")
+    } else {
+        out
+    }
+}
+
+/// A tuning method, as far as this module knows them (later issues add LoRA, IA3, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// Every parameter is trained.
+    Full,
+    /// Only the classification head (see `heads`) is trained.
+    Head,
+}
+
+impl Method {
+    pub const NAMES: &'static [&'static str] = &["full", "head"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Full => "full",
+            Method::Head => "head",
+        }
+    }
+}
+
+impl FromStr for Method {
+    type Err = ModelError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "full" => Ok(Method::Full),
+            "head" => Ok(Method::Head),
+            _ => Err(ModelError::UnknownMethod {
+                method: s.to_string(),
+                expected: Method::NAMES.join(", "),
+            }),
+        }
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peft_line_and_thousands() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(66_955_010), "66,955,010");
+        let c = ParamCounts {
+            trainable: 7_087_104,
+            all: 66_955_010,
+        };
+        assert_eq!(
+            c.to_string(),
+            "trainable params: 7,087,104 || all params: 66,955,010 || trainable%: 10.5849"
+        );
+        assert_eq!("head".parse::<Method>().unwrap(), Method::Head);
+        assert!("lora".parse::<Method>().is_err());
+    }
+}

@@ -1,0 +1,80 @@
+//! The default model, all-MiniLM-L6-v2 (installed by scripts/setup.sh into
+//! models/all-MiniLM-L6-v2/): it loads as BERT and its mean-pooled embeddings put two
+//! paraphrases closer together than an unrelated sentence. Skipped, with a message, when
+//! the model is not installed.
+
+use std::path::PathBuf;
+
+use orchestrate::model::{self, inspect, DeviceChoice, LoadOptions};
+use tch::{Kind, Tensor};
+
+fn minilm() -> Option<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/all-MiniLM-L6-v2");
+    if dir.join("model.safetensors").is_file() {
+        Some(dir)
+    } else {
+        println!("skipped: {} is not installed (run scripts/setup.sh)", dir.display());
+        None
+    }
+}
+
+/// Mean of the last hidden states over real tokens, L2-normalised (sentence-transformers'
+/// pooling + Normalize for this model).
+fn embed(m: &model::LoadedModel, texts: &[&str]) -> Tensor {
+    let (ids, mask) = m.encode(texts, 256).unwrap();
+    let out = tch::no_grad(|| m.forward_with_hidden_states(&ids, &mask, false)).unwrap();
+    let last = out.hidden_states.last().unwrap();
+    let w = mask.to_kind(Kind::Float).unsqueeze(-1);
+    let mean = (last * &w).sum_dim_intlist(1, false, Kind::Float) / w.sum_dim_intlist(1, false, Kind::Float);
+    let norm = mean.norm_scalaropt_dim(2.0, [-1], true);
+    mean / norm
+}
+
+#[test]
+fn minilm_paraphrases_are_closer_than_unrelated_sentences() {
+    let Some(dir) = minilm() else { return };
+    let opts = LoadOptions {
+        device: DeviceChoice::Cpu,
+        seed: Some(0),
+        ..LoadOptions::default()
+    };
+    let m = model::load(dir.to_str().unwrap(), &opts).unwrap();
+    // A BertModel checkpoint: names gain "bert.", the classification head is new.
+    assert_eq!(m.report.added_prefix.as_deref(), Some("bert."));
+    assert_eq!(m.report.newly_initialized, vec!["classifier.bias", "classifier.weight"]);
+    assert!(m.report.unexpected.is_empty(), "{:?}", m.report.unexpected);
+    print!("{}", m.report);
+
+    let texts = [
+        "The film was wonderful and I enjoyed every minute of it.",
+        "I loved this movie, it was a great watch from start to finish.",
+        "The stock market fell sharply after the interest rate announcement.",
+    ];
+    let e = embed(&m, &texts);
+    let sim = e.matmul(&e.tr());
+    let s = |i: i64, j: i64| sim.double_value(&[i, j]);
+    println!(
+        "cosine: paraphrases {:.4}, unrelated {:.4} / {:.4}",
+        s(0, 1),
+        s(0, 2),
+        s(1, 2)
+    );
+    assert!(s(0, 1) > s(0, 2) + 0.2 && s(0, 1) > s(1, 2) + 0.2);
+}
+
+#[test]
+fn minilm_inspect_counts() {
+    let Some(dir) = minilm() else { return };
+    let out = inspect::run(dir.to_str().unwrap(), "full").unwrap();
+    // BertModel 22,713,216 + classifier 384·2+2.
+    assert!(
+        out.contains("trainable params: 22,713,986 || all params: 22,713,986 || trainable%: 100.0000"),
+        "{out}"
+    );
+    let out = inspect::run(dir.to_str().unwrap(), "head").unwrap();
+    // pooler 384·384+384 + classifier 770.
+    assert!(
+        out.contains("trainable params: 148,610 || all params: 22,713,986 || trainable%: 0.6543"),
+        "{out}"
+    );
+}

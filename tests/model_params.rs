@@ -1,0 +1,148 @@
+//! Parameter counts (random init from the distilbert-base-uncased config, no weights)
+//! and `orchestrate inspect`'s report.
+
+use std::path::PathBuf;
+
+use orchestrate::model::{self, inspect, DeviceChoice, LoadOptions, Method};
+
+fn base_config() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/distilbert-base-uncased-config/config.json")
+}
+
+fn fixture(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/models")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn base_model() -> model::LoadedModel {
+    let opts = LoadOptions {
+        device: DeviceChoice::Cpu,
+        weights: false,
+        seed: Some(0),
+        ..LoadOptions::default()
+    };
+    model::load(base_config().to_str().unwrap(), &opts).unwrap()
+}
+
+#[test]
+fn distilbert_base_counts_full_head_and_qv() {
+    let m = base_model();
+    assert_eq!(m.config.num_labels, 2);
+    let full = m.param_counts();
+    assert_eq!((full.trainable, full.all), (66_955_010, 66_955_010));
+
+    m.apply_method(Method::Head);
+    let head = m.param_counts();
+    assert_eq!((head.trainable, head.all), (592_130, 66_955_010));
+    assert_eq!(
+        head.to_string(),
+        "trainable params: 592,130 || all params: 66,955,010 || trainable%: 0.8844"
+    );
+
+    // The 12 q and v linear layers (6 blocks × q_lin, v_lin), weights and biases.
+    let qv = m.count_params(|n| n.contains(".attention.q_lin.") || n.contains(".attention.v_lin."));
+    assert_eq!(qv.all, 7_087_104);
+}
+
+#[test]
+fn linear_layers_are_addressable_by_hf_name() {
+    let mut m = base_model();
+    let names = m.linear_names();
+    assert_eq!(names.len(), 6 * 6 + 2);
+    assert!(names.contains(&"distilbert.transformer.layer.0.attention.q_lin".to_string()));
+    assert!(names.contains(&"pre_classifier".to_string()));
+    let qv: Vec<&String> = names
+        .iter()
+        .filter(|n| n.ends_with("q_lin") || n.ends_with("v_lin"))
+        .collect();
+    assert_eq!(qv.len(), 12);
+
+    // Replace one layer by a wrapper that doubles its output: the forward pass sees it.
+    #[derive(Debug)]
+    struct Doubled(model::LinearSlot);
+    impl model::LinearLayer for Doubled {
+        fn forward_t(&self, xs: &tch::Tensor, train: bool) -> model::Result<tch::Tensor> {
+            Ok(self.0.forward_t(xs, train)? * 2.0)
+        }
+        fn in_features(&self) -> i64 {
+            self.0.in_features()
+        }
+        fn out_features(&self) -> i64 {
+            self.0.out_features()
+        }
+        fn module_node(&self) -> model::ModuleNode {
+            model::ModuleNode::new("Doubled", vec![("base_layer", self.0.module_node())])
+        }
+        fn as_any(&self) -> &dyn std::any::Any {
+            self
+        }
+        fn into_any(self: Box<Self>) -> Box<dyn std::any::Any> {
+            self
+        }
+    }
+    let ids = tch::Tensor::from_slice(&[101i64, 2023, 3185, 102]).unsqueeze(0);
+    let mask = ids.ones_like();
+    let before = tch::no_grad(|| m.forward(&ids, &mask, false)).unwrap();
+    m.replace_linear("classifier", |old| Ok(Box::new(Doubled(old))))
+        .unwrap();
+    let after = tch::no_grad(|| m.forward(&ids, &mask, false)).unwrap();
+    assert!((after - before * 2.0).abs().max().double_value(&[]) < 1e-5);
+    assert!(m
+        .module_tree()
+        .render()
+        .contains("(classifier): Doubled(\n    (base_layer): Linear(in_features=768, out_features=2, bias=True)\n  )"));
+    assert!(m.replace_linear("nope", Ok).is_err());
+}
+
+#[test]
+fn inspect_config_prints_tree_and_peft_lines() {
+    let full = inspect::run(base_config().to_str().unwrap(), "full").unwrap();
+    assert!(full.starts_with("DistilBertForSequenceClassification(\n  (distilbert): DistilBertModel("));
+    assert!(full.contains("(0-5): 6 x TransformerBlock("));
+    assert!(full.contains("\ntrainable params: 66,955,010 || all params: 66,955,010 || trainable%: 100.0000\n"));
+    let head = inspect::run(base_config().to_str().unwrap(), "head").unwrap();
+    assert!(head.contains("\nmethod: head\n"));
+    assert!(head.contains("\ntrainable params: 592,130 || all params: 66,955,010 || trainable%: 0.8844\n"));
+    print!("{head}");
+}
+
+#[test]
+fn inspect_folder_and_bad_method() {
+    let out = inspect::run(&fixture("tiny-bert"), "head").unwrap();
+    assert!(out.starts_with("BertForSequenceClassification("));
+    // pooler (32·32+32) + classifier (32·3+3)
+    assert!(out.contains("trainable params: 1,155 || "), "{out}");
+    let err = inspect::run(&fixture("tiny-bert"), "lora").unwrap_err();
+    assert_eq!(err.to_string(), "unknown method \"lora\": expected one of full, head");
+}
+
+#[test]
+fn inspect_resolves_hub_ids_in_the_hf_cache() {
+    // A fake HF cache: models--ORG--NAME/refs/main + snapshots/<rev>/config.json.
+    let home = tempfile::tempdir().unwrap();
+    let repo = home.path().join("hub/models--lab--tiny-distilbert");
+    let snap = repo.join("snapshots/0123abcd");
+    std::fs::create_dir_all(&snap).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), "0123abcd").unwrap();
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        std::fs::copy(PathBuf::from(fixture("tiny-distilbert")).join(f), snap.join(f)).unwrap();
+    }
+    // The only test in this binary that touches HF_HOME.
+    std::env::set_var("HF_HOME", home.path());
+    std::env::remove_var("HF_HUB_CACHE");
+    let out = inspect::run("lab/tiny-distilbert", "full").unwrap();
+    assert!(out.contains("Embedding(64, 32, padding_idx=0)"));
+    let opts = LoadOptions {
+        device: DeviceChoice::Cpu,
+        ..LoadOptions::default()
+    };
+    let m = model::load("lab/tiny-distilbert", &opts).unwrap();
+    assert_eq!(m.source, model::ModelSource::Folder(snap.clone()));
+    let err = model::load("lab/not-downloaded", &opts).unwrap_err().to_string();
+    assert!(err.contains("not in the Hugging Face cache"), "{err}");
+    assert!(err.contains("models--lab--not-downloaded"), "{err}");
+}

@@ -1,0 +1,22 @@
+//! Torch threads: as set, else the available cores. Its own test binary, because the
+//! thread count is process-global and other tests load models in parallel.
+
+use std::path::PathBuf;
+
+use orchestrate::model::{self, DeviceChoice, LoadOptions};
+
+#[test]
+fn threads_default_to_available_cores() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/tiny-bert");
+    let opts = LoadOptions {
+        device: DeviceChoice::Cpu,
+        threads: Some(1),
+        ..LoadOptions::default()
+    };
+    model::load(dir.to_str().unwrap(), &opts).unwrap();
+    assert_eq!(tch::get_num_threads(), 1);
+    let opts = LoadOptions { threads: None, ..opts };
+    model::load(dir.to_str().unwrap(), &opts).unwrap();
+    let cores = std::thread::available_parallelism().unwrap().get() as i32;
+    assert_eq!(tch::get_num_threads(), cores);
+}
