@@ -289,3 +289,34 @@ fn gc_keeps_what_experiments_reference() {
     assert_eq!(sandbox.store().list().unwrap().len(), 4);
     assert!(sandbox.statuses("exp.toml").values().all(Status::is_cached));
 }
+
+#[test]
+fn the_same_key_always_gives_byte_identical_artifacts() {
+    let sandbox = Sandbox::new();
+    let mut builds = Vec::new();
+    // Several fresh builds: hash-map ordering bugs show up only some of the time.
+    for attempt in 0..4 {
+        sandbox.run("exp.toml");
+        builds.push(
+            sandbox
+                .store()
+                .list()
+                .unwrap()
+                .into_iter()
+                .map(|(k, m)| (k, m.unwrap()))
+                .collect::<Vec<_>>(),
+        );
+        std::fs::rename(sandbox.path("cache"), sandbox.path(&format!("build{attempt}"))).unwrap();
+    }
+    let first = builds.remove(0);
+    for second in builds {
+        assert_eq!(first.len(), second.len());
+        for ((key_a, mut a), (key_b, mut b)) in first.clone().into_iter().zip(second) {
+            assert_eq!(key_a, key_b);
+            // Only the timings in metrics.json may differ.
+            a.files.remove("metrics.json");
+            b.files.remove("metrics.json");
+            assert_eq!(a.files, b.files, "{} ({key_a})", a.task);
+        }
+    }
+}

@@ -3,7 +3,8 @@
 //! rows, the top `max_features` terms.
 //!
 //! Output: `features.safetensors` (each split as CSR: `{split}.indptr`, `{split}.indices`,
-//! `{split}.data`, `{split}.labels`; `n_features` and `n_classes` in the metadata) and
+//! `{split}.data`, `{split}.labels`; `n_features` and `n_classes` in the metadata entry
+//! `orchestrate.tfidf`) and
 //! `vocabulary.json`.
 
 use std::collections::HashMap;
@@ -72,7 +73,7 @@ fn default_norm() -> Norm {
 
 impl Task for Tfidf {
     const KIND: &'static str = "tfidf";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     type Params = Params;
 
     fn slots() -> &'static [Slot] {
@@ -113,25 +114,30 @@ impl Task for Tfidf {
             .fit(&texts(&train))
             .context("fitting the TF-IDF vocabulary")?;
         ctx.check_cancelled()?;
+        // linfa orders the vocabulary by a HashMap's iteration, which changes from run to
+        // run: sort it (as scikit-learn does) so one cache key always means one artifact.
+        let vocabulary = fitted.vocabulary();
+        let mut by_term: Vec<usize> = (0..vocabulary.len()).collect();
+        by_term.sort_by(|&a, &b| vocabulary[a].cmp(&vocabulary[b]));
+        let mut column_of = vec![0; vocabulary.len()];
+        for (column, &term) in by_term.iter().enumerate() {
+            column_of[term] = column;
+        }
         let mut splits = Vec::new();
         for (name, examples) in [("train", &train), ("eval", &eval)] {
-            let mut matrix = fitted.transform(&texts(examples)).context("TF-IDF transform")?;
-            if params.norm == Norm::L2 {
-                l2_normalize_rows(&mut matrix);
-            }
+            let matrix = fitted.transform(&texts(examples)).context("TF-IDF transform")?;
+            let labels = examples.iter().map(|e| e.label as i64).collect::<Vec<_>>();
             splits.push((
                 name,
-                matrix,
-                examples.iter().map(|e| e.label as i64).collect::<Vec<_>>(),
+                Csr::from_linfa(&matrix, &column_of, params.norm == Norm::L2),
+                labels,
             ));
         }
         let vectorize_time = started.elapsed().as_secs_f64();
         let n_features = fitted.nentries();
         write_features(&ctx.output("features.safetensors"), &splits, n_features, n_classes)?;
-        crate::util::write_atomic(
-            &ctx.output("vocabulary.json"),
-            &serde_json::to_vec(fitted.vocabulary())?,
-        )?;
+        let sorted_vocabulary: Vec<&String> = by_term.iter().map(|&term| &vocabulary[term]).collect();
+        crate::util::write_atomic(&ctx.output("vocabulary.json"), &serde_json::to_vec(&sorted_vocabulary)?)?;
 
         let mut metrics = Metrics::default();
         metrics.extra.insert("n_features".into(), n_features.into());
@@ -140,12 +146,42 @@ impl Task for Tfidf {
     }
 }
 
-fn l2_normalize_rows(matrix: &mut CsMat<f64>) {
-    for mut row in matrix.outer_iterator_mut() {
-        let norm = row.iter().map(|(_, v)| v * v).sum::<f64>().sqrt();
-        if norm > 0.0 {
-            row.map_inplace(|v| v / norm);
+/// A CSR matrix as the artifact stores it.
+struct Csr {
+    indptr: Vec<i64>,
+    indices: Vec<i64>,
+    data: Vec<f64>,
+}
+
+impl Csr {
+    /// Takes linfa's rows with each column `c` moved to `column_of[c]`, optionally
+    /// L2-normalising every row (scikit-learn's default `norm="l2"`).
+    fn from_linfa(matrix: &CsMat<f64>, column_of: &[usize], l2: bool) -> Self {
+        let matrix = if matrix.is_csr() {
+            matrix.clone()
+        } else {
+            matrix.to_csr()
+        };
+        let mut csr = Csr {
+            indptr: vec![0],
+            indices: Vec::new(),
+            data: Vec::new(),
+        };
+        for row in matrix.outer_iterator() {
+            let mut entries: Vec<(usize, f64)> = row.iter().map(|(c, &v)| (column_of[c], v)).collect();
+            entries.sort_by_key(|&(c, _)| c);
+            let norm = if l2 {
+                entries.iter().map(|(_, v)| v * v).sum::<f64>().sqrt()
+            } else {
+                1.0
+            };
+            for (column, value) in entries {
+                csr.indices.push(column as i64);
+                csr.data.push(if norm > 0.0 { value / norm } else { value });
+            }
+            csr.indptr.push(csr.indices.len() as i64);
         }
+        csr
     }
 }
 
@@ -157,39 +193,23 @@ fn f64_bytes(values: &[f64]) -> Vec<u8> {
     values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
-fn write_features(
-    path: &Path,
-    splits: &[(&str, CsMat<f64>, Vec<i64>)],
-    n_features: usize,
-    n_classes: usize,
-) -> Result<()> {
+fn write_features(path: &Path, splits: &[(&str, Csr, Vec<i64>)], n_features: usize, n_classes: usize) -> Result<()> {
     let mut buffers: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     for (name, matrix, labels) in splits {
-        let matrix = if matrix.is_csr() {
-            matrix.clone()
-        } else {
-            matrix.to_csr()
-        };
-        let indptr: Vec<i64> = matrix.indptr().raw_storage().iter().map(|&i| i as i64).collect();
-        let indices: Vec<i64> = matrix.indices().iter().map(|&i| i as i64).collect();
+        let Csr { indptr, indices, data } = matrix;
         buffers.push((
             format!("{name}.indptr"),
             Dtype::I64,
             vec![indptr.len()],
-            i64_bytes(&indptr),
+            i64_bytes(indptr),
         ));
         buffers.push((
             format!("{name}.indices"),
             Dtype::I64,
             vec![indices.len()],
-            i64_bytes(&indices),
+            i64_bytes(indices),
         ));
-        buffers.push((
-            format!("{name}.data"),
-            Dtype::F64,
-            vec![matrix.data().len()],
-            f64_bytes(matrix.data()),
-        ));
+        buffers.push((format!("{name}.data"), Dtype::F64, vec![data.len()], f64_bytes(data)));
         buffers.push((
             format!("{name}.labels"),
             Dtype::I64,
@@ -201,11 +221,19 @@ fn write_features(
         .iter()
         .map(|(name, dtype, shape, bytes)| Ok((name.clone(), TensorView::new(*dtype, shape.clone(), bytes)?)))
         .collect::<Result<Vec<_>>>()?;
-    let metadata = HashMap::from([
-        ("n_features".to_string(), n_features.to_string()),
-        ("n_classes".to_string(), n_classes.to_string()),
-    ]);
+    // One metadata entry: safetensors writes its metadata HashMap in iteration order, so
+    // two entries would make the header's bytes vary from run to run.
+    let shape = serde_json::to_string(&FeatureShape { n_features, n_classes })?;
+    let metadata = HashMap::from([(SHAPE_METADATA.to_string(), shape)]);
     safetensors::serialize_to_file(views, Some(metadata), path).with_context(|| format!("writing {}", path.display()))
+}
+
+const SHAPE_METADATA: &str = "orchestrate.tfidf";
+
+#[derive(Serialize, Deserialize)]
+struct FeatureShape {
+    n_features: usize,
+    n_classes: usize,
 }
 
 /// One split of a `tfidf` artifact, densified for the linfa estimators.
@@ -228,16 +256,12 @@ pub fn load_features(artifact: &Path) -> Result<Features> {
         .with_context(|| format!("{}: not a safetensors file", path.display()))?;
     let tensors = safetensors::SafeTensors::deserialize(&bytes)
         .with_context(|| format!("{}: not a safetensors file", path.display()))?;
-    let meta = |key: &str| -> Result<usize> {
-        metadata
-            .metadata()
-            .as_ref()
-            .and_then(|m| m.get(key))
-            .and_then(|v| v.parse().ok())
-            .with_context(|| format!("{}: metadata `{key}` missing", path.display()))
-    };
-    let n_features = meta("n_features")?;
-    let n_classes = meta("n_classes")?;
+    let FeatureShape { n_features, n_classes } = metadata
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(SHAPE_METADATA))
+        .and_then(|v| serde_json::from_str(v).ok())
+        .with_context(|| format!("{}: metadata `{SHAPE_METADATA}` missing", path.display()))?;
     let i64s = |name: &str| -> Result<Vec<i64>> {
         let view = tensors
             .tensor(name)
