@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The project's test command (README, .ci/run): installs what the tests need, idempotently,
+# then runs them all.
+#  1. libtorch + all-MiniLM-L6-v2 (scripts/setup.sh)
+#  2. a throwaway one-node Slurm cluster on loopback for tests/slurm.rs, stopped on exit
+#  3. cargo test
+#  4. the round trip through Hugging Face transformers (scripts/setup-hf.sh, roundtrip.sh)
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+bash scripts/setup.sh
+bash tests/slurm/start.sh
+trap 'bash tests/slurm/stop.sh' EXIT
+# shellcheck disable=SC1091
+source target/slurm-ws/slurm.env
+ORCHESTRATE_REQUIRE_SLURM=1 cargo test --locked
+bash scripts/setup-hf.sh
+bash scripts/roundtrip.sh
