@@ -20,4 +20,5 @@ pub mod scheduler;
 pub mod spec;
 pub mod store;
 pub mod tasks;
+pub mod train;
 pub mod util;

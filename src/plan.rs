@@ -259,12 +259,11 @@ pub fn plan<'e>(experiment: &'e Experiment, store: &Store) -> Result<Plan<'e>> {
         let mut params = task.params.clone();
         let mut files = BTreeMap::new();
         let mut file_digests = BTreeMap::new();
-        for (name, relative) in kind.files(&task.params)? {
-            let path = task.base_dir.join(&relative);
+        for (name, path) in kind.files(&task.params, &task.base_dir)? {
             let digest = match digests.get(&path) {
                 Some(digest) => digest.clone(),
                 None => {
-                    let digest = crate::util::file_digest(&path).with_context(|| {
+                    let digest = crate::util::path_digest(&path).with_context(|| {
                         format!("task `{}`: cannot read its `{name}` file {}", task.name, path.display())
                     })?;
                     digests.insert(path.clone(), digest.clone());

@@ -57,6 +57,30 @@ pub fn file_digest(path: &Path) -> Result<String> {
     Ok(hasher.finalize().to_hex().to_string())
 }
 
+/// blake3 of a file, or of a folder's files (top level, by name; hidden files skipped):
+/// a model folder's digest covers its config, weights and tokenizer.
+pub fn path_digest(path: &Path) -> Result<String> {
+    if !path.is_dir() {
+        return file_digest(path);
+    }
+    let mut entries: Vec<(String, std::path::PathBuf)> = fs::read_dir(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.path().is_file())
+        .map(|entry| (entry.file_name().to_string_lossy().into_owned(), entry.path()))
+        .filter(|(name, _)| !name.starts_with('.'))
+        .collect();
+    entries.sort();
+    let mut hasher = blake3::Hasher::new();
+    for (name, file) in entries {
+        hasher.update(name.as_bytes());
+        hasher.update(&[0]);
+        hasher.update(file_digest(&file)?.as_bytes());
+        hasher.update(&[0]);
+    }
+    Ok(hasher.finalize().to_hex().to_string())
+}
+
 /// Writes `bytes` to `path` through a temporary file in the same directory and a rename,
 /// so readers see the old content or the new, never a part.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {

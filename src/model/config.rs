@@ -225,6 +225,14 @@ impl ModelConfig {
     }
 
     /// Rows of the word-embedding matrix.
+    /// The longest sequence the position embeddings cover.
+    pub fn max_position_embeddings(&self) -> i64 {
+        match &self.arch {
+            ArchConfig::DistilBert(c) => c.max_position_embeddings,
+            ArchConfig::Bert(c) => c.max_position_embeddings,
+        }
+    }
+
     pub fn vocab_size(&self) -> i64 {
         match &self.arch {
             ArchConfig::DistilBert(c) => c.vocab_size,

@@ -43,8 +43,12 @@ impl DistilBertHead {
 
     /// `hidden [batch, seq, dim]` → logits `[batch, num_labels]`.
     pub fn forward_t(&self, hidden: &Tensor, train: bool) -> Result<Tensor> {
-        let pooled = hidden.f_select(1, 0)?;
-        let pooled = self.pre_classifier.forward_t(&pooled, train)?.f_relu()?;
+        self.forward_pooled(&hidden.f_select(1, 0)?, train)
+    }
+
+    /// `pooled [batch, dim]` (the first token's hidden state, or a mean) → logits.
+    pub fn forward_pooled(&self, pooled: &Tensor, train: bool) -> Result<Tensor> {
+        let pooled = self.pre_classifier.forward_t(pooled, train)?.f_relu()?;
         let pooled = self.dropout.forward_t(&pooled, train)?;
         self.classifier.forward_t(&pooled, train)
     }
@@ -72,7 +76,12 @@ impl BertPooler {
     }
 
     pub fn forward_t(&self, hidden: &Tensor, train: bool) -> Result<Tensor> {
-        Ok(self.dense.forward_t(&hidden.f_select(1, 0)?, train)?.f_tanh()?)
+        self.forward_pooled(&hidden.f_select(1, 0)?, train)
+    }
+
+    /// `pooled [batch, hidden]` (the first token's hidden state, or a mean) → dense + tanh.
+    pub fn forward_pooled(&self, pooled: &Tensor, train: bool) -> Result<Tensor> {
+        Ok(self.dense.forward_t(pooled, train)?.f_tanh()?)
     }
 
     pub fn module_node(&self) -> ModuleNode {

@@ -92,6 +92,32 @@ pub fn set_threads(threads: Option<usize>) {
     tch::set_num_threads(n as i32);
 }
 
+/// What the classification head reads of a sequence: the first token's final hidden state
+/// (`cls`, transformers' heads) or the mean over the non-padding tokens (`mean`, how
+/// sentence-transformers models such as all-MiniLM-L6-v2 were trained to be used).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pooling {
+    #[default]
+    Cls,
+    Mean,
+}
+
+impl Pooling {
+    /// `hidden [batch, seq, dim]`, `mask [batch, seq]` → `[batch, dim]`.
+    pub fn apply(self, hidden: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        Ok(match self {
+            Pooling::Cls => hidden.f_select(1, 0)?,
+            Pooling::Mean => {
+                let weights = mask.f_unsqueeze(-1)?.f_to_kind(hidden.kind())?;
+                let summed = hidden.f_mul(&weights)?.f_sum_dim_intlist(1, false, hidden.kind())?;
+                let counts = weights.f_sum_dim_intlist(1, false, hidden.kind())?.f_clamp_min(1e-9)?;
+                summed.f_div(&counts)?
+            }
+        })
+    }
+}
+
 /// How to load a model.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
@@ -338,6 +364,30 @@ impl Network {
         }
     }
 
+    /// The head's input `[batch, hidden]`: the encoder's last hidden state, pooled.
+    pub fn features(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        train: bool,
+        pooling: Pooling,
+    ) -> Result<Tensor> {
+        let hidden_states = match self {
+            Network::DistilBert { distilbert, .. } => distilbert.forward_t(input_ids, attention_mask, train)?,
+            Network::Bert { bert, .. } => bert.forward_t(input_ids, attention_mask, train)?,
+        };
+        let last = hidden_states.last().expect("embedding output is always there");
+        pooling.apply(last, attention_mask)
+    }
+
+    /// Logits from [`Network::features`]: everything head-tuning trains.
+    pub fn head_forward(&self, features: &Tensor, train: bool) -> Result<Tensor> {
+        match self {
+            Network::DistilBert { head, .. } => head.forward_pooled(features, train),
+            Network::Bert { bert, head } => head.forward_t(&bert.pooler.forward_pooled(features, train)?, train),
+        }
+    }
+
     /// Every linear layer by HF module name, in module order.
     pub fn linears_mut(&mut self) -> Vec<(String, &mut LinearSlot)> {
         match self {
@@ -421,6 +471,14 @@ impl LoadedModel {
 
     pub fn device(&self) -> Device {
         self.vs.device()
+    }
+
+    /// Logits with the given pooling (`Pooling::Cls` equals [`LoadedModel::forward`]).
+    pub fn logits(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool, pooling: Pooling) -> Result<Tensor> {
+        let device = self.device();
+        let (ids, mask) = (input_ids.f_to_device(device)?, attention_mask.f_to_device(device)?);
+        self.network
+            .head_forward(&self.network.features(&ids, &mask, train, pooling)?, train)
     }
 
     pub fn model_class(&self) -> &'static str {

@@ -115,6 +115,9 @@ fn input_choices(
     let mut choices = Vec::new();
     for slot in kind.slots() {
         let Some((_, target)) = declaration.inputs.iter().find(|(s, _)| s.value == slot.name) else {
+            if slot.optional {
+                continue;
+            }
             return Err(SpecError::at(
                 &declaration.name.location,
                 Some(format!("tasks.{task}.inputs")),

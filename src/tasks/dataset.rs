@@ -68,8 +68,11 @@ impl Task for Dataset {
     const VERSION: u32 = 1;
     type Params = Params;
 
-    fn files(params: &Params) -> Vec<(&'static str, PathBuf)> {
-        vec![("train", params.train.clone()), ("eval", params.eval.clone())]
+    fn files(params: &Params, base_dir: &Path) -> Result<Vec<(&'static str, PathBuf)>> {
+        Ok(vec![
+            ("train", base_dir.join(&params.train)),
+            ("eval", base_dir.join(&params.eval)),
+        ])
     }
 
     fn run(params: &Params, ctx: &Context) -> Result<Metrics> {

@@ -70,10 +70,8 @@ impl Task for LogReg {
     type Params = Params;
 
     fn slots() -> &'static [Slot] {
-        &[Slot {
-            name: "features",
-            accepts: &["tfidf"],
-        }]
+        const SLOTS: &[Slot] = &[Slot::required("features", &["tfidf"])];
+        SLOTS
     }
 
     fn reports() -> bool {

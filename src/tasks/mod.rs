@@ -9,9 +9,14 @@
 
 pub mod classify;
 pub mod dataset;
+pub mod evaluate;
+pub mod features;
+pub mod finetune;
+pub mod headtune;
 pub mod logreg;
 pub mod naive_bayes;
 pub mod tfidf;
+pub mod tokenize;
 
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
@@ -28,6 +33,26 @@ use serde::{Deserialize, Serialize};
 pub struct Slot {
     pub name: &'static str,
     pub accepts: &'static [&'static str],
+    /// May be left out (the kind then works from its parameters alone).
+    pub optional: bool,
+}
+
+impl Slot {
+    pub const fn required(name: &'static str, accepts: &'static [&'static str]) -> Self {
+        Self {
+            name,
+            accepts,
+            optional: false,
+        }
+    }
+
+    pub const fn optional(name: &'static str, accepts: &'static [&'static str]) -> Self {
+        Self {
+            name,
+            accepts,
+            optional: true,
+        }
+    }
 }
 
 /// What a task reports about itself; stored as `metrics.json` in its artifact and read by
@@ -108,11 +133,11 @@ pub trait Task: Send + Sync + 'static {
         &[]
     }
 
-    /// External files read by the task, by parameter name. Their content digest enters the
-    /// cache key in place of the path, so moving a CSV does not rerun anything and editing
-    /// it does.
-    fn files(_params: &Self::Params) -> Vec<(&'static str, PathBuf)> {
-        Vec::new()
+    /// External files (or model folders) read by the task, by parameter name, resolved
+    /// against the experiment file's directory. Their content digest enters the cache key in
+    /// place of the path, so moving a CSV does not rerun anything and editing it does.
+    fn files(_params: &Self::Params, _base_dir: &Path) -> Result<Vec<(&'static str, PathBuf)>> {
+        Ok(Vec::new())
     }
 
     /// Whether the task's metrics form a row of the comparison table.
@@ -134,7 +159,7 @@ pub trait DynTask: Send + Sync {
     /// Deserializes (and so validates) a parameter table, returning the canonical resolved
     /// parameters with every default filled in.
     fn resolve(&self, table: toml::Table) -> Result<serde_json::Value, ParamError>;
-    fn files(&self, params: &serde_json::Value) -> Result<Vec<(&'static str, PathBuf)>>;
+    fn files(&self, params: &serde_json::Value, base_dir: &Path) -> Result<Vec<(&'static str, PathBuf)>>;
     fn run(&self, params: &serde_json::Value, ctx: &Context) -> Result<Metrics>;
 }
 
@@ -187,8 +212,8 @@ impl<T: Task> DynTask for Kind<T> {
             message: err.to_string(),
         })
     }
-    fn files(&self, params: &serde_json::Value) -> Result<Vec<(&'static str, PathBuf)>> {
-        Ok(T::files(&Self::typed(params)?))
+    fn files(&self, params: &serde_json::Value, base_dir: &Path) -> Result<Vec<(&'static str, PathBuf)>> {
+        T::files(&Self::typed(params)?, base_dir)
     }
     fn run(&self, params: &serde_json::Value, ctx: &Context) -> Result<Metrics> {
         T::run(&Self::typed(params)?, ctx)
@@ -202,6 +227,11 @@ pub fn registry() -> &'static [&'static dyn DynTask] {
         &Kind::<tfidf::Tfidf>(PhantomData),
         &Kind::<logreg::LogReg>(PhantomData),
         &Kind::<naive_bayes::NaiveBayes>(PhantomData),
+        &Kind::<tokenize::Tokenize>(PhantomData),
+        &Kind::<features::Features>(PhantomData),
+        &Kind::<evaluate::Evaluate>(PhantomData),
+        &Kind::<finetune::Finetune>(PhantomData),
+        &Kind::<headtune::Headtune>(PhantomData),
     ];
     KINDS
 }

@@ -77,10 +77,8 @@ impl Task for Tfidf {
     type Params = Params;
 
     fn slots() -> &'static [Slot] {
-        &[Slot {
-            name: "data",
-            accepts: &["dataset"],
-        }]
+        const SLOTS: &[Slot] = &[Slot::required("data", &["dataset"])];
+        SLOTS
     }
 
     fn run(params: &Params, ctx: &Context) -> Result<Metrics> {

@@ -1,0 +1,116 @@
+//! `evaluate`: a model on a tokenized split — loss, accuracy, F1 and time. With a `model`
+//! input (a `finetune` or `headtune` task) it evaluates that checkpoint; with only the
+//! `model` parameter it evaluates the pretrained encoder under a freshly initialised
+//! (seeded) head: the zero-shot row.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+
+use super::tokenize::{self, model_path};
+use super::{Context, Metrics, Slot, Task};
+use crate::model::{DeviceChoice, Pooling};
+use crate::train::{self, TokenExamples};
+
+pub struct Evaluate;
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// The pretrained model, used when no `model` input is wired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// `"eval"` or `"train"`.
+    #[serde(default = "default_split")]
+    pub split: String,
+    #[serde(default = "train::defaults::eval_batch_size")]
+    pub batch_size: usize,
+    /// Pooling of a pretrained model (a checkpoint keeps the one it was trained with).
+    #[serde(default)]
+    pub pooling: Pooling,
+    /// Seed of the fresh head's initialisation.
+    #[serde(default = "train::defaults::seed")]
+    pub seed: u64,
+    #[serde(default)]
+    pub device: DeviceChoice,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
+}
+
+fn default_split() -> String {
+    "eval".into()
+}
+
+impl Task for Evaluate {
+    const KIND: &'static str = "evaluate";
+    const VERSION: u32 = 1;
+    type Params = Params;
+
+    fn slots() -> &'static [Slot] {
+        const SLOTS: &[Slot] = &[
+            Slot::required("tokens", &["tokenize"]),
+            Slot::optional("model", &["finetune", "headtune"]),
+        ];
+        SLOTS
+    }
+
+    fn files(params: &Params, base_dir: &Path) -> Result<Vec<(&'static str, PathBuf)>> {
+        match &params.model {
+            Some(model) => Ok(vec![("model", model_path(base_dir, model)?)]),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn reports() -> bool {
+        true
+    }
+
+    fn run(params: &Params, ctx: &Context) -> Result<Metrics> {
+        let tokens = tokenize::load(&ctx.input("tokens")?.dir)?;
+        let examples = match params.split.as_str() {
+            "eval" => &tokens.eval,
+            "train" => &tokens.train,
+            other => bail!("split must be \"eval\" or \"train\", got {other:?}"),
+        };
+        let (path, pooling, method) = match (ctx.inputs.get("model"), &params.model) {
+            // A wired checkpoint wins over a `model` parameter (which `[defaults]` may set).
+            (Some(trained), _) => {
+                let info = train::checkpoint_info(&trained.dir)?;
+                (
+                    trained.dir.join(train::CHECKPOINT_DIR),
+                    info.pooling,
+                    format!("{} (evaluated)", info.method),
+                )
+            }
+            (None, Some(model)) => (
+                model_path(&ctx.base_dir, model)?,
+                params.pooling,
+                "zero-shot".to_string(),
+            ),
+            (None, None) => bail!("set the `model` parameter or wire a `model` input"),
+        };
+        let model = train::load_model(
+            &path,
+            tokens.shape.n_classes,
+            params.seed,
+            params.device,
+            params.threads,
+        )?;
+        let data = TokenExamples {
+            examples,
+            pad_id: tokens.shape.pad_id,
+        };
+        let evaluation = train::evaluate(ctx, &model, &data, params.batch_size, pooling, tokens.shape.n_classes)?;
+        let mut metrics = Metrics {
+            method: Some(method),
+            accuracy: Some(evaluation.accuracy),
+            f1: Some(evaluation.f1),
+            eval_time_s: Some(evaluation.seconds),
+            ..Metrics::default()
+        };
+        metrics.extra.insert("eval_loss".into(), evaluation.loss.into());
+        metrics.extra.insert("eval_examples".into(), evaluation.examples.into());
+        Ok(metrics)
+    }
+}

@@ -1,0 +1,91 @@
+//! `headtune`: only the classification head trains (DistilBERT: pre_classifier +
+//! classifier; BERT: pooler + classifier). Its `data` input decides how:
+//! a `features` task — the frozen encoder's outputs, computed once and cached — trains the
+//! head alone, in milliseconds per epoch; a `tokenize` task runs the encoder at every step
+//! (the notebooks' loop, encoder dropout included). Output: `checkpoint/` (HF layout).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Result};
+
+use super::tokenize::{self, model_path};
+use super::{features, Context, Metrics, Slot, Task};
+use crate::model::Method;
+use crate::train::{self, CheckpointInfo, TokenExamples, TrainParams};
+
+pub struct Headtune;
+
+impl Task for Headtune {
+    const KIND: &'static str = "headtune";
+    const VERSION: u32 = 1;
+    type Params = TrainParams;
+
+    fn slots() -> &'static [Slot] {
+        const SLOTS: &[Slot] = &[Slot::required("data", &["features", "tokenize"])];
+        SLOTS
+    }
+
+    fn files(params: &TrainParams, base_dir: &Path) -> Result<Vec<(&'static str, PathBuf)>> {
+        Ok(vec![("model", model_path(base_dir, &params.model)?)])
+    }
+
+    fn reports() -> bool {
+        true
+    }
+
+    fn run(params: &TrainParams, ctx: &Context) -> Result<Metrics> {
+        let data = ctx.input("data")?;
+        let path = model_path(&ctx.base_dir, &params.model)?;
+        let (method, outcome, model) = if data.kind == "features" {
+            let (train_set, eval_set, info) = features::load(&data.dir)?;
+            if info.model_digest != crate::util::path_digest(&path)? {
+                bail!(
+                    "input `data` ({}) holds features of another model than `{}`",
+                    data.task,
+                    params.model
+                );
+            }
+            if info.pooling != params.pooling {
+                bail!(
+                    "input `data` ({}) was pooled with {:?} but this task sets pooling = {:?}",
+                    data.task,
+                    info.pooling,
+                    params.pooling
+                );
+            }
+            let model = train::load_model(&path, info.n_classes, params.seed, params.device, params.threads)?;
+            model.apply_method(Method::Head);
+            let outcome = train::train(ctx, &model, params, &train_set, &eval_set, info.n_classes)?;
+            ("head-tuning (cached features)", outcome, model)
+        } else {
+            let tokens = tokenize::load(&data.dir)?;
+            let model = train::load_model(
+                &path,
+                tokens.shape.n_classes,
+                params.seed,
+                params.device,
+                params.threads,
+            )?;
+            model.apply_method(Method::Head);
+            let (train_set, eval_set) = (
+                TokenExamples {
+                    examples: &tokens.train,
+                    pad_id: tokens.shape.pad_id,
+                },
+                TokenExamples {
+                    examples: &tokens.eval,
+                    pad_id: tokens.shape.pad_id,
+                },
+            );
+            let outcome = train::train(ctx, &model, params, &train_set, &eval_set, tokens.shape.n_classes)?;
+            ("head-tuning", outcome, model)
+        };
+        let info = CheckpointInfo {
+            pooling: params.pooling,
+            method: method.into(),
+            base_model: params.model.clone(),
+        };
+        train::save_checkpoint(&model, &ctx.out_dir, &info)?;
+        train::training_metrics(method, &model, &outcome)
+    }
+}

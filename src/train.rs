@@ -1,0 +1,506 @@
+//! Training and evaluation of the transformer tasks, with Hugging Face Trainer's defaults:
+//! AdamW (lr 5e-5, betas 0.9/0.999, eps 1e-8, weight decay 0 — never on biases and
+//! LayerNorm weights), linear decay to 0 after an optional warmup, batch 8, 3 epochs,
+//! gradient-norm clipping at 1.0, seed 42, an evaluation after every epoch.
+//!
+//! Batches are padded to their own longest example (dynamic padding); evaluation batches
+//! are additionally sorted by length, which changes nothing but the padding. Training is
+//! deterministic on CPU for a given seed: the model's random initialisation and dropout
+//! draw from `tch::manual_seed(seed)`, the epoch order from a seeded ChaCha generator.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{bail, Context as _, Result};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+use tch::{Device, Tensor};
+
+use crate::model::{self, DeviceChoice, LoadOptions, LoadedModel, Pooling};
+use crate::tasks::classify::scores;
+use crate::tasks::tokenize::Example;
+use crate::tasks::{Context, Metrics};
+
+/// Hyperparameters of `finetune` and `headtune` (the names of Trainer's arguments).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainParams {
+    /// A model folder (relative to the experiment file) or a hub id in the HF cache.
+    pub model: String,
+    #[serde(default = "defaults::lr")]
+    pub lr: f64,
+    #[serde(default = "defaults::epochs")]
+    pub epochs: usize,
+    #[serde(default = "defaults::batch_size")]
+    pub batch_size: usize,
+    #[serde(default = "defaults::eval_batch_size")]
+    pub eval_batch_size: usize,
+    #[serde(default)]
+    pub weight_decay: f64,
+    #[serde(default)]
+    pub warmup_steps: usize,
+    /// Fraction of all steps used for warmup (when `warmup_steps` is 0).
+    #[serde(default)]
+    pub warmup_ratio: f64,
+    #[serde(default = "defaults::max_grad_norm")]
+    pub max_grad_norm: f64,
+    #[serde(default = "defaults::beta1")]
+    pub adam_beta1: f64,
+    #[serde(default = "defaults::beta2")]
+    pub adam_beta2: f64,
+    #[serde(default = "defaults::epsilon")]
+    pub adam_epsilon: f64,
+    #[serde(default = "defaults::seed")]
+    pub seed: u64,
+    /// Record the training loss every this many steps.
+    #[serde(default = "defaults::logging_steps")]
+    pub logging_steps: usize,
+    #[serde(default)]
+    pub pooling: Pooling,
+    #[serde(default)]
+    pub device: DeviceChoice,
+    /// Torch threads (default: the available cores).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
+}
+
+pub mod defaults {
+    pub fn lr() -> f64 {
+        5e-5
+    }
+    pub fn epochs() -> usize {
+        3
+    }
+    pub fn batch_size() -> usize {
+        8
+    }
+    pub fn eval_batch_size() -> usize {
+        32
+    }
+    pub fn max_grad_norm() -> f64 {
+        1.0
+    }
+    pub fn beta1() -> f64 {
+        0.9
+    }
+    pub fn beta2() -> f64 {
+        0.999
+    }
+    pub fn epsilon() -> f64 {
+        1e-8
+    }
+    pub fn seed() -> u64 {
+        42
+    }
+    pub fn logging_steps() -> usize {
+        50
+    }
+}
+
+/// What a batch feeds the network: token ids, or precomputed head inputs.
+pub enum Inputs {
+    Tokens { ids: Tensor, mask: Tensor },
+    Features(Tensor),
+}
+
+/// A labelled set the loops can batch.
+pub trait Examples {
+    fn len(&self) -> usize;
+    /// Sequence length of example `i` (for length-sorted evaluation batches).
+    fn length(&self, i: usize) -> usize;
+    fn batch(&self, indices: &[usize], device: Device) -> Result<(Inputs, Tensor)>;
+}
+
+/// Token examples, padded per batch.
+pub struct TokenExamples<'a> {
+    pub examples: &'a [Example],
+    pub pad_id: i64,
+}
+
+impl Examples for TokenExamples<'_> {
+    fn len(&self) -> usize {
+        self.examples.len()
+    }
+    fn length(&self, i: usize) -> usize {
+        self.examples[i].ids.len()
+    }
+    fn batch(&self, indices: &[usize], device: Device) -> Result<(Inputs, Tensor)> {
+        let longest = indices.iter().map(|&i| self.examples[i].ids.len()).max().unwrap_or(0);
+        let mut ids = Vec::with_capacity(indices.len() * longest);
+        let mut mask = Vec::with_capacity(indices.len() * longest);
+        for &i in indices {
+            let example = &self.examples[i].ids;
+            ids.extend_from_slice(example);
+            ids.extend(std::iter::repeat_n(self.pad_id, longest - example.len()));
+            mask.extend(std::iter::repeat_n(1i64, example.len()));
+            mask.extend(std::iter::repeat_n(0i64, longest - example.len()));
+        }
+        let shape = [indices.len() as i64, longest as i64];
+        let labels: Vec<i64> = indices.iter().map(|&i| self.examples[i].label).collect();
+        Ok((
+            Inputs::Tokens {
+                ids: Tensor::from_slice(&ids).view(shape).to_device(device),
+                mask: Tensor::from_slice(&mask).view(shape).to_device(device),
+            },
+            Tensor::from_slice(&labels).to_device(device),
+        ))
+    }
+}
+
+/// Precomputed head inputs `[n, hidden]` with their labels.
+pub struct FeatureExamples {
+    pub features: Tensor,
+    pub labels: Tensor,
+}
+
+impl Examples for FeatureExamples {
+    fn len(&self) -> usize {
+        self.labels.size()[0] as usize
+    }
+    fn length(&self, _i: usize) -> usize {
+        1
+    }
+    fn batch(&self, indices: &[usize], device: Device) -> Result<(Inputs, Tensor)> {
+        let index = Tensor::from_slice(&indices.iter().map(|&i| i as i64).collect::<Vec<_>>());
+        Ok((
+            Inputs::Features(self.features.f_index_select(0, &index)?.to_device(device)),
+            self.labels.f_index_select(0, &index)?.to_device(device),
+        ))
+    }
+}
+
+/// Logits of a batch in train or eval mode.
+pub fn logits(model: &LoadedModel, inputs: &Inputs, train: bool, pooling: Pooling) -> Result<Tensor> {
+    Ok(match inputs {
+        Inputs::Tokens { ids, mask } => model.logits(ids, mask, train, pooling)?,
+        Inputs::Features(features) => model.network.head_forward(features, train)?,
+    })
+}
+
+/// Loss, accuracy and F1 of one pass over a set.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Evaluation {
+    pub loss: f64,
+    pub accuracy: f64,
+    pub f1: f64,
+    pub seconds: f64,
+    pub examples: usize,
+}
+
+/// Evaluates in eval mode without gradients, length-sorted batches.
+pub fn evaluate(
+    ctx: &Context,
+    model: &LoadedModel,
+    data: &dyn Examples,
+    batch_size: usize,
+    pooling: Pooling,
+    n_classes: usize,
+) -> Result<Evaluation> {
+    let started = Instant::now();
+    let mut order: Vec<usize> = (0..data.len()).collect();
+    order.sort_by_key(|&i| data.length(i));
+    let (mut loss_sum, mut predicted, mut truth) = (0.0, Vec::new(), Vec::new());
+    for (done, chunk) in order.chunks(batch_size.max(1)).enumerate() {
+        ctx.check_cancelled()?;
+        let (inputs, labels) = data.batch(chunk, model.device())?;
+        let batch_logits = tch::no_grad(|| logits(model, &inputs, false, pooling))?;
+        check_labels(&labels, batch_logits.size()[1])?;
+        loss_sum += f64::try_from(batch_logits.f_cross_entropy_loss::<Tensor>(
+            &labels,
+            None,
+            tch::Reduction::Mean,
+            -100,
+            0.0,
+        )?)? * chunk.len() as f64;
+        predicted.extend(
+            Vec::<i64>::try_from(batch_logits.f_argmax(-1, false)?)?
+                .into_iter()
+                .map(|p| p as usize),
+        );
+        truth.extend(Vec::<i64>::try_from(&labels)?.into_iter().map(|l| l as usize));
+        (ctx.progress)(
+            (done * batch_size + chunk.len()) as u64,
+            data.len() as u64,
+            "evaluating",
+        );
+    }
+    let (accuracy, f1) = scores(&predicted, &truth, n_classes);
+    Ok(Evaluation {
+        loss: loss_sum / data.len().max(1) as f64,
+        accuracy,
+        f1,
+        seconds: started.elapsed().as_secs_f64(),
+        examples: data.len(),
+    })
+}
+
+fn check_labels(labels: &Tensor, n_logits: i64) -> Result<()> {
+    let max = labels.max().int64_value(&[]);
+    if max >= n_logits {
+        bail!("label {max} is outside the model head's {n_logits} classes");
+    }
+    Ok(())
+}
+
+/// One epoch's numbers, as the report plots them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EpochRecord {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub eval_loss: f64,
+    pub eval_accuracy: f64,
+    pub eval_f1: f64,
+    pub seconds: f64,
+}
+
+/// A training-loss log line every `logging_steps`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LogRecord {
+    pub step: usize,
+    pub loss: f64,
+    pub lr: f64,
+}
+
+pub struct TrainOutcome {
+    pub epochs: Vec<EpochRecord>,
+    pub log: Vec<LogRecord>,
+    pub final_eval: Evaluation,
+    pub train_seconds: f64,
+    pub samples_per_second: f64,
+}
+
+/// AdamW with decay/no-decay groups, linear schedule and gradient clipping.
+struct Optimizer {
+    inner: tch::COptimizer,
+    params: Vec<Tensor>,
+    lr: f64,
+    warmup: usize,
+    total: usize,
+    max_grad_norm: f64,
+}
+
+const DECAY: usize = 0;
+const NO_DECAY: usize = 1;
+
+impl Optimizer {
+    fn new(trainable: Vec<(String, Tensor)>, params: &TrainParams, total: usize) -> Result<Self> {
+        let mut inner = tch::COptimizer::adamw(
+            params.lr,
+            params.adam_beta1,
+            params.adam_beta2,
+            params.weight_decay,
+            params.adam_epsilon,
+            false,
+        )?;
+        for (name, tensor) in &trainable {
+            // Trainer's rule: no decay on biases and LayerNorm weights.
+            let no_decay = name.ends_with(".bias") || name.contains("LayerNorm") || name.contains("layer_norm");
+            inner.add_parameters(tensor, if no_decay { NO_DECAY } else { DECAY })?;
+        }
+        inner.set_weight_decay_group(DECAY, params.weight_decay)?;
+        inner.set_weight_decay_group(NO_DECAY, 0.0)?;
+        let warmup = if params.warmup_steps > 0 {
+            params.warmup_steps
+        } else {
+            (params.warmup_ratio * total as f64).ceil() as usize
+        };
+        Ok(Self {
+            inner,
+            params: trainable.into_iter().map(|(_, t)| t).collect(),
+            lr: params.lr,
+            warmup,
+            total,
+            max_grad_norm: params.max_grad_norm,
+        })
+    }
+
+    /// transformers' `get_linear_schedule_with_warmup`, for the optimizer step `step` (0-based).
+    fn lr_at(&self, step: usize) -> f64 {
+        let factor = if step < self.warmup {
+            step as f64 / self.warmup.max(1) as f64
+        } else {
+            ((self.total.saturating_sub(step)) as f64 / (self.total - self.warmup).max(1) as f64).max(0.0)
+        };
+        self.lr * factor
+    }
+
+    fn step(&mut self, loss: &Tensor, step: usize) -> Result<()> {
+        self.inner.zero_grad()?;
+        loss.f_backward()?;
+        if self.max_grad_norm > 0.0 {
+            tch::no_grad(|| -> Result<()> {
+                let grads: Vec<Tensor> = self.params.iter().map(Tensor::grad).filter(Tensor::defined).collect();
+                if grads.is_empty() {
+                    return Ok(());
+                }
+                let norms: Vec<Tensor> = grads.iter().map(|g| g.norm()).collect();
+                let total = f64::try_from(Tensor::stack(&norms, 0).norm())?;
+                let coefficient = self.max_grad_norm / (total + 1e-6);
+                if coefficient < 1.0 {
+                    for mut grad in grads {
+                        let _ = grad.f_mul_scalar_(coefficient)?;
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        self.inner.set_learning_rate(self.lr_at(step))?;
+        self.inner.step()?;
+        Ok(())
+    }
+}
+
+/// Trains the model's trainable parameters on `train`, evaluating on `eval` after each epoch.
+pub fn train(
+    ctx: &Context,
+    model: &LoadedModel,
+    params: &TrainParams,
+    train: &dyn Examples,
+    eval: &dyn Examples,
+    n_classes: usize,
+) -> Result<TrainOutcome> {
+    if train.len() == 0 || eval.len() == 0 {
+        bail!(
+            "empty split: {} training and {} evaluation examples",
+            train.len(),
+            eval.len()
+        );
+    }
+    if params.batch_size == 0 || params.epochs == 0 {
+        bail!("batch_size and epochs must be positive");
+    }
+    let steps_per_epoch = train.len().div_ceil(params.batch_size);
+    let total = steps_per_epoch * params.epochs;
+    let mut optimizer = Optimizer::new(model.trainable_parameters(), params, total)?;
+    tch::manual_seed(params.seed as i64);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(params.seed);
+    let (mut step, mut epochs, mut log) = (0usize, Vec::new(), Vec::new());
+    let (mut window_loss, mut window_steps) = (0.0, 0usize);
+    let mut train_seconds = 0.0;
+    for epoch in 1..=params.epochs {
+        let epoch_started = Instant::now();
+        let mut order: Vec<usize> = (0..train.len()).collect();
+        order.shuffle(&mut rng);
+        let mut epoch_loss = 0.0;
+        for chunk in order.chunks(params.batch_size) {
+            ctx.check_cancelled()?;
+            let (inputs, labels) = train.batch(chunk, model.device())?;
+            let batch_logits = logits(model, &inputs, true, params.pooling)?;
+            check_labels(&labels, batch_logits.size()[1])?;
+            let loss = batch_logits.f_cross_entropy_loss::<Tensor>(&labels, None, tch::Reduction::Mean, -100, 0.0)?;
+            let value = f64::try_from(&loss)?;
+            if !value.is_finite() {
+                bail!(
+                    "loss is {value} at step {} (epoch {epoch}): training diverged",
+                    step + 1
+                );
+            }
+            optimizer.step(&loss, step)?;
+            step += 1;
+            epoch_loss += value;
+            window_loss += value;
+            window_steps += 1;
+            if step % params.logging_steps.max(1) == 0 {
+                log.push(LogRecord {
+                    step,
+                    loss: window_loss / window_steps as f64,
+                    lr: optimizer.lr_at(step),
+                });
+                (window_loss, window_steps) = (0.0, 0);
+            }
+            let seen = (step * params.batch_size).min(train.len() * params.epochs);
+            let rate = seen as f64 / (train_seconds + epoch_started.elapsed().as_secs_f64()).max(1e-9);
+            (ctx.progress)(
+                step as u64,
+                total as u64,
+                &format!("epoch {epoch}/{} loss {:.4} {rate:.1} samples/s", params.epochs, value),
+            );
+        }
+        train_seconds += epoch_started.elapsed().as_secs_f64();
+        let evaluation = evaluate(ctx, model, eval, params.eval_batch_size, params.pooling, n_classes)?;
+        epochs.push(EpochRecord {
+            epoch,
+            train_loss: epoch_loss / steps_per_epoch as f64,
+            eval_loss: evaluation.loss,
+            eval_accuracy: evaluation.accuracy,
+            eval_f1: evaluation.f1,
+            seconds: epoch_started.elapsed().as_secs_f64(),
+        });
+    }
+    let final_eval = evaluate(ctx, model, eval, params.eval_batch_size, params.pooling, n_classes)?;
+    Ok(TrainOutcome {
+        epochs,
+        log,
+        final_eval,
+        samples_per_second: (train.len() * params.epochs) as f64 / train_seconds.max(1e-9),
+        train_seconds,
+    })
+}
+
+/// What a saved checkpoint needs besides HF's files: how its head reads the encoder.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckpointInfo {
+    pub pooling: Pooling,
+    pub method: String,
+    pub base_model: String,
+}
+
+pub const CHECKPOINT_DIR: &str = "checkpoint";
+const CHECKPOINT_INFO: &str = "orchestrate.json";
+
+/// Saves the model in the HF layout under `<out>/checkpoint/`, plus `orchestrate.json`.
+pub fn save_checkpoint(model: &LoadedModel, out: &Path, info: &CheckpointInfo) -> Result<()> {
+    let dir = out.join(CHECKPOINT_DIR);
+    model.save(&dir)?;
+    crate::util::write_atomic(&dir.join(CHECKPOINT_INFO), &serde_json::to_vec_pretty(info)?)
+}
+
+pub fn checkpoint_info(artifact: &Path) -> Result<CheckpointInfo> {
+    let path = artifact.join(CHECKPOINT_DIR).join(CHECKPOINT_INFO);
+    serde_json::from_slice(&std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?)
+        .with_context(|| format!("{} is invalid", path.display()))
+}
+
+/// Loads a model for a task: seeded head initialisation, `n_classes` labels.
+pub fn load_model(
+    path: &Path,
+    n_classes: usize,
+    seed: u64,
+    device: DeviceChoice,
+    threads: Option<usize>,
+) -> Result<LoadedModel> {
+    let options = LoadOptions {
+        device,
+        threads,
+        num_labels: Some(n_classes as i64),
+        seed: Some(seed as i64),
+        // A pretrained checkpoint's head for another label count is replaced, and listed
+        // in the load report, as HF's `ignore_mismatched_sizes` does.
+        reinit_mismatched_head: true,
+        ..LoadOptions::default()
+    };
+    Ok(model::load(&path.to_string_lossy(), &options)?)
+}
+
+/// The common rows of a training task's metrics.
+pub fn training_metrics(method: &str, model: &LoadedModel, outcome: &TrainOutcome) -> Result<Metrics> {
+    let mut metrics = Metrics {
+        method: Some(method.to_string()),
+        trainable_params: Some(model.param_counts().trainable as u64),
+        accuracy: Some(outcome.final_eval.accuracy),
+        f1: Some(outcome.final_eval.f1),
+        train_time_s: Some(outcome.train_seconds),
+        eval_time_s: Some(outcome.final_eval.seconds),
+        ..Metrics::default()
+    };
+    metrics.extra.insert("eval_loss".into(), outcome.final_eval.loss.into());
+    metrics
+        .extra
+        .insert("epochs".into(), serde_json::to_value(&outcome.epochs)?);
+    metrics.extra.insert("log".into(), serde_json::to_value(&outcome.log)?);
+    metrics
+        .extra
+        .insert("train_samples_per_second".into(), outcome.samples_per_second.into());
+    Ok(metrics)
+}
