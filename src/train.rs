@@ -22,6 +22,16 @@ use crate::tasks::classify::scores;
 use crate::tasks::tokenize::Example;
 use crate::tasks::{Context, Metrics};
 
+/// libtorch draws initialisation and dropout from one process-wide generator, so two
+/// seeded tasks running side by side (`-j 2`, or parallel tests) would interleave their
+/// draws and lose determinism. Neural tasks hold this lock while they run; they gain
+/// nothing from sharing the cores anyway, as torch already uses all of them.
+static TORCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+pub fn exclusive_torch() -> std::sync::MutexGuard<'static, ()> {
+    TORCH.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Hyperparameters of `finetune` and `headtune` (the names of Trainer's arguments).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

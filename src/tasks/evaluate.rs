@@ -67,6 +67,7 @@ impl Task for Evaluate {
     }
 
     fn run(params: &Params, ctx: &Context) -> Result<Metrics> {
+        let _torch = train::exclusive_torch();
         let tokens = tokenize::load(&ctx.input("tokens")?.dir)?;
         let examples = match params.split.as_str() {
             "eval" => &tokens.eval,

@@ -60,6 +60,7 @@ impl Task for Features {
     }
 
     fn run(params: &Params, ctx: &Context) -> Result<Metrics> {
+        let _torch = train::exclusive_torch();
         let tokens = tokenize::load(&ctx.input("tokens")?.dir)?;
         let path = model_path(&ctx.base_dir, &params.model)?;
         let model = train::load_model(&path, tokens.shape.n_classes, 0, params.device, params.threads)?;

@@ -31,6 +31,7 @@ impl Task for Finetune {
     }
 
     fn run(params: &TrainParams, ctx: &Context) -> Result<Metrics> {
+        let _torch = train::exclusive_torch();
         let tokens = tokenize::load(&ctx.input("tokens")?.dir)?;
         let path = model_path(&ctx.base_dir, &params.model)?;
         let model = train::load_model(

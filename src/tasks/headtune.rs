@@ -34,6 +34,7 @@ impl Task for Headtune {
     }
 
     fn run(params: &TrainParams, ctx: &Context) -> Result<Metrics> {
+        let _torch = train::exclusive_torch();
         let data = ctx.input("data")?;
         let path = model_path(&ctx.base_dir, &params.model)?;
         let (method, outcome, model) = if data.kind == "features" {

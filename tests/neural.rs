@@ -1,0 +1,193 @@
+//! The transformer tasks on the tiny random BERT fixture and a small separable dataset
+//! whose words are in the fixture's vocabulary.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use orchestrate::plan;
+use orchestrate::scheduler::{self, Options, Outcome};
+use orchestrate::spec;
+use orchestrate::store::Store;
+use serde_json::Value;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn experiment(body: &str) -> String {
+    format!(
+        "[defaults]\nmodel = \"{ROOT}/tests/fixtures/models/tiny-bert\"\nthreads = 1\n\
+         [datasets.data]\ntrain = \"{ROOT}/tests/fixtures/tiny-lm/train.csv\"\neval = \"{ROOT}/tests/fixtures/tiny-lm/eval.csv\"\n\
+         [tasks.tokens]\nkind = \"tokenize\"\ninputs = \"data\"\nmax_len = 32\n{body}"
+    )
+}
+
+struct Run {
+    outcomes: BTreeMap<String, Outcome>,
+    cache: PathBuf,
+}
+
+impl Run {
+    fn metrics(&self, task: &str) -> Value {
+        match &self.outcomes[task] {
+            Outcome::Ran { metrics, .. } => serde_json::to_value(metrics).unwrap(),
+            other => panic!("{task}: {other:?}"),
+        }
+    }
+
+    fn error(&self, task: &str) -> &str {
+        match &self.outcomes[task] {
+            Outcome::Failed(error) => error,
+            other => panic!("{task} should fail: {other:?}"),
+        }
+    }
+
+    /// Manifest of the artifact of `task` (the most recent one of that name).
+    fn manifest(&self, task: &str) -> orchestrate::store::Manifest {
+        let store = Store::open(&self.cache).unwrap();
+        store
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|(_, m)| m.unwrap())
+            .find(|m| m.task == task)
+            .unwrap()
+    }
+}
+
+fn run(dir: &Path, cache: &str, body: &str) -> Run {
+    let path = dir.join("exp.toml");
+    std::fs::write(&path, experiment(body)).unwrap();
+    let experiment = spec::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let cache = dir.join(cache);
+    let store = Store::open(&cache).unwrap();
+    let plan = plan::plan(&experiment, &store).unwrap();
+    let cancel = AtomicBool::new(false);
+    let options = Options {
+        jobs: 1,
+        only: None,
+        fail_fast: false,
+        cancel: &cancel,
+        executor: None,
+        detach: false,
+    };
+    let summary = scheduler::run(&plan, &store, &options, &|_| {}).unwrap();
+    let outcomes = summary
+        .outcomes
+        .into_iter()
+        .map(|(i, o)| (experiment.tasks[i].name.clone(), o))
+        .collect();
+    Run { outcomes, cache }
+}
+
+const FINETUNE: &str = "[tasks.finetune]\nkind = \"finetune\"\ninputs = \"tokens\"\nlr = 1e-3\nepochs = 4\n\
+                        [tasks.reloaded]\nkind = \"evaluate\"\ninputs = { tokens = \"tokens\", model = \"finetune\" }\n";
+
+#[test]
+fn fine_tuning_lowers_the_loss_and_its_checkpoint_reloads_to_identical_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = run(dir.path(), "cache", FINETUNE);
+    let metrics = run.metrics("finetune");
+    let epochs = metrics["epochs"].as_array().unwrap();
+    assert_eq!(epochs.len(), 4);
+    let first = epochs[0]["train_loss"].as_f64().unwrap();
+    let last = epochs[3]["train_loss"].as_f64().unwrap();
+    assert!(last < first * 0.9, "training loss should fall: {first} → {last}");
+    assert_eq!(metrics["trainable_params"], 18_924, "every parameter of the tiny BERT");
+    let reloaded = run.metrics("reloaded");
+    for field in ["accuracy", "f1", "eval_loss"] {
+        assert_eq!(
+            reloaded[field], metrics[field],
+            "{field} after reloading the checkpoint"
+        );
+    }
+    let files = run.manifest("finetune").files;
+    for file in [
+        "checkpoint/config.json",
+        "checkpoint/model.safetensors",
+        "checkpoint/tokenizer.json",
+    ] {
+        assert!(files.contains_key(file), "{file} in the HF layout: {:?}", files.keys());
+    }
+}
+
+#[test]
+fn one_seed_gives_identical_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = "[tasks.finetune]\nkind = \"finetune\"\ninputs = \"tokens\"\nlr = 1e-3\nepochs = 1\n";
+    let a = run(dir.path(), "a", body).manifest("finetune");
+    let b = run(dir.path(), "b", body).manifest("finetune");
+    assert_eq!(
+        a.files["checkpoint/model.safetensors"],
+        b.files["checkpoint/model.safetensors"]
+    );
+    let other_seed = run(dir.path(), "c", &format!("{body}seed = 7\n")).manifest("finetune");
+    assert_ne!(
+        a.files["checkpoint/model.safetensors"],
+        other_seed.files["checkpoint/model.safetensors"]
+    );
+}
+
+#[test]
+fn head_tuning_trains_the_head_only_from_features_computed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = "[tasks.features]\nkind = \"features\"\ninputs = \"tokens\"\n\
+                [tasks.head]\nkind = \"headtune\"\ninputs = \"features\"\nepochs = 2\nsweep.lr = [1e-2, 1e-3]\n\
+                [tasks.naive]\nkind = \"headtune\"\ninputs = \"tokens\"\nepochs = 2\nlr = 1e-2\n\
+                [tasks.zero_shot]\nkind = \"evaluate\"\ninputs = { tokens = \"tokens\" }\n";
+    let run = run(dir.path(), "cache", body);
+    // One features artifact serves both sweep members.
+    assert_eq!(run.outcomes.keys().filter(|t| t.starts_with("features")).count(), 1);
+    for task in ["head[lr=0.01]", "head[lr=0.001]", "naive"] {
+        let metrics = run.metrics(task);
+        // BERT's head: pooler (32×32 + 32) + classifier (32×2 + 2).
+        assert_eq!(metrics["trainable_params"], 1_122, "{task}");
+        assert_eq!(metrics["epochs"].as_array().unwrap().len(), 2, "{task}");
+    }
+    assert_eq!(run.metrics("head[lr=0.01]")["method"], "head-tuning (cached features)");
+    assert_eq!(run.metrics("naive")["method"], "head-tuning");
+    assert_eq!(run.metrics("zero_shot")["method"], "zero-shot");
+
+    // The encoder in the head-tuned checkpoint is the pretrained one, bit for bit.
+    let checkpoint = run
+        .cache
+        .join("artifacts")
+        .join(&run.manifest("naive").key)
+        .join("checkpoint/model.safetensors");
+    let tuned = std::fs::read(checkpoint).unwrap();
+    let tuned = safetensors::SafeTensors::deserialize(&tuned).unwrap();
+    let base = std::fs::read(format!("{ROOT}/tests/fixtures/models/tiny-bert/model.safetensors")).unwrap();
+    let base = safetensors::SafeTensors::deserialize(&base).unwrap();
+    let name = "bert.encoder.layer.0.attention.self.query.weight";
+    assert_eq!(tuned.tensor(name).unwrap().data(), base.tensor(name).unwrap().data());
+}
+
+#[test]
+fn bad_input_fails_the_task_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = "[tasks.too_long]\nkind = \"tokenize\"\ninputs = \"data\"\nmax_len = 100\n\
+                [tasks.nothing_left]\nkind = \"tokenize\"\ninputs = \"data\"\nmax_len = 3\ndrop_longer = true\n\
+                [tasks.diverges]\nkind = \"finetune\"\ninputs = \"tokens\"\nlr = 1e12\nepochs = 1\n\
+                [tasks.fine]\nkind = \"features\"\ninputs = \"tokens\"\n";
+    let run = run(dir.path(), "cache", body);
+    assert!(
+        run.error("too_long")
+            .contains("max_len = 100 is beyond the model's 64 positions"),
+        "{}",
+        run.error("too_long")
+    );
+    assert!(
+        run.error("nothing_left")
+            .contains("the train split has no examples left"),
+        "{}",
+        run.error("nothing_left")
+    );
+    let diverged = run.error("diverges");
+    assert!(
+        diverged.contains("at step") && diverged.contains("training diverged"),
+        "{diverged}"
+    );
+    assert!(
+        matches!(run.outcomes["fine"], Outcome::Ran { .. }),
+        "independent tasks still run"
+    );
+}
