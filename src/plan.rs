@@ -259,7 +259,10 @@ pub fn plan<'e>(experiment: &'e Experiment, store: &Store) -> Result<Plan<'e>> {
         let mut params = task.params.clone();
         let mut files = BTreeMap::new();
         let mut file_digests = BTreeMap::new();
-        for (name, path) in kind.files(&task.params, &task.base_dir)? {
+        let external = kind
+            .files(&task.params, &task.base_dir)
+            .with_context(|| format!("task `{}` ({})", task.name, experiment.path.display()))?;
+        for (name, path) in external {
             let digest = match digests.get(&path) {
                 Some(digest) => digest.clone(),
                 None => {
