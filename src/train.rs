@@ -472,9 +472,18 @@ pub fn checkpoint_info(artifact: &Path) -> Result<CheckpointInfo> {
         .with_context(|| format!("{} is invalid", path.display()))
 }
 
+/// What a task loads: a pretrained model that gets a head for the task, or a checkpoint
+/// trained for it, whose head must fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Pretrained,
+    Trained,
+}
+
 /// Loads a model for a task: seeded head initialisation, `n_classes` labels.
 pub fn load_model(
     path: &Path,
+    origin: Origin,
     n_classes: usize,
     seed: u64,
     device: DeviceChoice,
@@ -485,9 +494,9 @@ pub fn load_model(
         threads,
         num_labels: Some(n_classes as i64),
         seed: Some(seed as i64),
-        // A pretrained checkpoint's head for another label count is replaced, and listed
-        // in the load report, as HF's `ignore_mismatched_sizes` does.
-        reinit_mismatched_head: true,
+        // A pretrained model's head for another label count is replaced (and listed in the
+        // load report), as HF's `ignore_mismatched_sizes` does; a trained one's must fit.
+        reinit_mismatched_head: origin == Origin::Pretrained,
         ..LoadOptions::default()
     };
     Ok(model::load(&path.to_string_lossy(), &options)?)

@@ -191,3 +191,20 @@ fn bad_input_fails_the_task_with_a_clear_error() {
         "independent tasks still run"
     );
 }
+
+#[test]
+fn a_checkpoint_whose_head_does_not_fit_the_labels_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let three = dir.path().join("three.csv");
+    std::fs::write(&three, "text,label\ngreat movie,2\nbad film,0\nthe plot,1\n").unwrap();
+    let body = format!(
+        "[tasks.finetune]\nkind = \"finetune\"\ninputs = \"tokens\"\nepochs = 1\n\
+         [datasets.three]\ntrain = \"{0}\"\neval = \"{0}\"\n\
+         [tasks.tokens3]\nkind = \"tokenize\"\ninputs = \"three\"\nmax_len = 32\n\
+         [tasks.mismatch]\nkind = \"evaluate\"\ninputs = {{ tokens = \"tokens3\", model = \"finetune\" }}\n",
+        three.display()
+    );
+    let run = run(dir.path(), "cache", &body);
+    let error = run.error("mismatch");
+    assert!(error.contains("has 2 labels, but 3 were requested"), "{error}");
+}

@@ -74,7 +74,7 @@ impl Task for Evaluate {
             "train" => &tokens.train,
             other => bail!("split must be \"eval\" or \"train\", got {other:?}"),
         };
-        let (path, pooling, method) = match (ctx.inputs.get("model"), &params.model) {
+        let (path, pooling, method, origin) = match (ctx.inputs.get("model"), &params.model) {
             // A wired checkpoint wins over a `model` parameter (which `[defaults]` may set).
             (Some(trained), _) => {
                 let info = train::checkpoint_info(&trained.dir)?;
@@ -82,17 +82,20 @@ impl Task for Evaluate {
                     trained.dir.join(train::CHECKPOINT_DIR),
                     info.pooling,
                     format!("{} (evaluated)", info.method),
+                    train::Origin::Trained,
                 )
             }
             (None, Some(model)) => (
                 model_path(&ctx.base_dir, model)?,
                 params.pooling,
                 "zero-shot".to_string(),
+                train::Origin::Pretrained,
             ),
             (None, None) => bail!("set the `model` parameter or wire a `model` input"),
         };
         let model = train::load_model(
             &path,
+            origin,
             tokens.shape.n_classes,
             params.seed,
             params.device,

@@ -63,7 +63,14 @@ impl Task for Features {
         let _torch = train::exclusive_torch();
         let tokens = tokenize::load(&ctx.input("tokens")?.dir)?;
         let path = model_path(&ctx.base_dir, &params.model)?;
-        let model = train::load_model(&path, tokens.shape.n_classes, 0, params.device, params.threads)?;
+        let model = train::load_model(
+            &path,
+            train::Origin::Pretrained,
+            tokens.shape.n_classes,
+            0,
+            params.device,
+            params.threads,
+        )?;
         let started = std::time::Instant::now();
         let mut tensors = Vec::new();
         for (split, examples) in [("train", &tokens.train), ("eval", &tokens.eval)] {

@@ -36,6 +36,7 @@ impl Task for Finetune {
         let path = model_path(&ctx.base_dir, &params.model)?;
         let model = train::load_model(
             &path,
+            train::Origin::Pretrained,
             tokens.shape.n_classes,
             params.seed,
             params.device,

@@ -54,7 +54,14 @@ impl Task for Headtune {
                     params.pooling
                 );
             }
-            let model = train::load_model(&path, info.n_classes, params.seed, params.device, params.threads)?;
+            let model = train::load_model(
+                &path,
+                train::Origin::Pretrained,
+                info.n_classes,
+                params.seed,
+                params.device,
+                params.threads,
+            )?;
             model.apply_method(Method::Head);
             let outcome = train::train(ctx, &model, params, &train_set, &eval_set, info.n_classes)?;
             ("head-tuning (cached features)", outcome, model)
@@ -62,6 +69,7 @@ impl Task for Headtune {
             let tokens = tokenize::load(&data.dir)?;
             let model = train::load_model(
                 &path,
+                train::Origin::Pretrained,
                 tokens.shape.n_classes,
                 params.seed,
                 params.device,
