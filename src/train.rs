@@ -502,6 +502,59 @@ pub fn load_model(
     Ok(model::load(&path.to_string_lossy(), &options)?)
 }
 
+/// The pretrained `params.model` with a fresh head for `n_classes`, `method`'s parameters
+/// marked trainable.
+pub fn pretrained_for(
+    ctx: &Context,
+    params: &TrainParams,
+    n_classes: usize,
+    method: model::Method,
+) -> Result<LoadedModel> {
+    let path = crate::tasks::tokenize::model_path(&ctx.base_dir, &params.model)?;
+    let model = load_model(
+        &path,
+        Origin::Pretrained,
+        n_classes,
+        params.seed,
+        params.device,
+        params.threads,
+    )?;
+    model.apply_method(method);
+    Ok(model)
+}
+
+/// The train and eval splits of a `tokenize` artifact as batchable sets.
+pub fn token_sets(tokens: &crate::tasks::tokenize::Tokenized) -> (TokenExamples<'_>, TokenExamples<'_>) {
+    let pad_id = tokens.shape.pad_id;
+    (
+        TokenExamples {
+            examples: &tokens.train,
+            pad_id,
+        },
+        TokenExamples {
+            examples: &tokens.eval,
+            pad_id,
+        },
+    )
+}
+
+/// Saves the trained model as the task's checkpoint and returns its metrics.
+pub fn finish(
+    ctx: &Context,
+    model: &LoadedModel,
+    params: &TrainParams,
+    method: &str,
+    outcome: &TrainOutcome,
+) -> Result<Metrics> {
+    let info = CheckpointInfo {
+        pooling: params.pooling,
+        method: method.into(),
+        base_model: params.model.clone(),
+    };
+    save_checkpoint(model, &ctx.out_dir, &info)?;
+    training_metrics(method, model, outcome)
+}
+
 /// The common rows of a training task's metrics.
 pub fn training_metrics(method: &str, model: &LoadedModel, outcome: &TrainOutcome) -> Result<Metrics> {
     let mut metrics = Metrics {

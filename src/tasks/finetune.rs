@@ -8,7 +8,7 @@ use anyhow::Result;
 use super::tokenize::{self, model_path};
 use super::{Context, Metrics, Slot, Task};
 use crate::model::Method;
-use crate::train::{self, CheckpointInfo, TokenExamples, TrainParams};
+use crate::train::{self, TrainParams};
 
 pub struct Finetune;
 
@@ -33,33 +33,9 @@ impl Task for Finetune {
     fn run(params: &TrainParams, ctx: &Context) -> Result<Metrics> {
         let _torch = train::exclusive_torch();
         let tokens = tokenize::load(&ctx.input("tokens")?.dir)?;
-        let path = model_path(&ctx.base_dir, &params.model)?;
-        let model = train::load_model(
-            &path,
-            train::Origin::Pretrained,
-            tokens.shape.n_classes,
-            params.seed,
-            params.device,
-            params.threads,
-        )?;
-        model.apply_method(Method::Full);
-        let (train_set, eval_set) = (
-            TokenExamples {
-                examples: &tokens.train,
-                pad_id: tokens.shape.pad_id,
-            },
-            TokenExamples {
-                examples: &tokens.eval,
-                pad_id: tokens.shape.pad_id,
-            },
-        );
+        let model = train::pretrained_for(ctx, params, tokens.shape.n_classes, Method::Full)?;
+        let (train_set, eval_set) = train::token_sets(&tokens);
         let outcome = train::train(ctx, &model, params, &train_set, &eval_set, tokens.shape.n_classes)?;
-        let info = CheckpointInfo {
-            pooling: params.pooling,
-            method: "full fine-tuning".into(),
-            base_model: params.model.clone(),
-        };
-        train::save_checkpoint(&model, &ctx.out_dir, &info)?;
-        train::training_metrics("full fine-tuning", &model, &outcome)
+        train::finish(ctx, &model, params, "full fine-tuning", &outcome)
     }
 }

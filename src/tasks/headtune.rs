@@ -11,7 +11,7 @@ use anyhow::{bail, Result};
 use super::tokenize::{self, model_path};
 use super::{features, Context, Metrics, Slot, Task};
 use crate::model::Method;
-use crate::train::{self, CheckpointInfo, TokenExamples, TrainParams};
+use crate::train::{self, TrainParams};
 
 pub struct Headtune;
 
@@ -36,10 +36,9 @@ impl Task for Headtune {
     fn run(params: &TrainParams, ctx: &Context) -> Result<Metrics> {
         let _torch = train::exclusive_torch();
         let data = ctx.input("data")?;
-        let path = model_path(&ctx.base_dir, &params.model)?;
-        let (method, outcome, model) = if data.kind == "features" {
+        if data.kind == "features" {
             let (train_set, eval_set, info) = features::load(&data.dir)?;
-            if info.model_digest != crate::util::path_digest(&path)? {
+            if info.model_digest != crate::util::path_digest(&model_path(&ctx.base_dir, &params.model)?)? {
                 bail!(
                     "input `data` ({}) holds features of another model than `{}`",
                     data.task,
@@ -54,47 +53,15 @@ impl Task for Headtune {
                     params.pooling
                 );
             }
-            let model = train::load_model(
-                &path,
-                train::Origin::Pretrained,
-                info.n_classes,
-                params.seed,
-                params.device,
-                params.threads,
-            )?;
-            model.apply_method(Method::Head);
+            let model = train::pretrained_for(ctx, params, info.n_classes, Method::Head)?;
             let outcome = train::train(ctx, &model, params, &train_set, &eval_set, info.n_classes)?;
-            ("head-tuning (cached features)", outcome, model)
+            train::finish(ctx, &model, params, "head-tuning (cached features)", &outcome)
         } else {
             let tokens = tokenize::load(&data.dir)?;
-            let model = train::load_model(
-                &path,
-                train::Origin::Pretrained,
-                tokens.shape.n_classes,
-                params.seed,
-                params.device,
-                params.threads,
-            )?;
-            model.apply_method(Method::Head);
-            let (train_set, eval_set) = (
-                TokenExamples {
-                    examples: &tokens.train,
-                    pad_id: tokens.shape.pad_id,
-                },
-                TokenExamples {
-                    examples: &tokens.eval,
-                    pad_id: tokens.shape.pad_id,
-                },
-            );
+            let model = train::pretrained_for(ctx, params, tokens.shape.n_classes, Method::Head)?;
+            let (train_set, eval_set) = train::token_sets(&tokens);
             let outcome = train::train(ctx, &model, params, &train_set, &eval_set, tokens.shape.n_classes)?;
-            ("head-tuning", outcome, model)
-        };
-        let info = CheckpointInfo {
-            pooling: params.pooling,
-            method: method.into(),
-            base_model: params.model.clone(),
-        };
-        train::save_checkpoint(&model, &ctx.out_dir, &info)?;
-        train::training_metrics(method, &model, &outcome)
+            train::finish(ctx, &model, params, "head-tuning", &outcome)
+        }
     }
 }
