@@ -124,6 +124,17 @@ pub fn read_csv(
     labels: Option<&BTreeMap<String, usize>>,
 ) -> Result<Vec<Example>> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot open {}", path.display()))?;
+    read_csv_bytes(path, &bytes, text_column, label_column, labels)
+}
+
+/// [`read_csv`] on content already in memory; `path` only names it in errors.
+pub fn read_csv_bytes(
+    path: &Path,
+    bytes: &[u8],
+    text_column: &str,
+    label_column: &str,
+    labels: Option<&BTreeMap<String, usize>>,
+) -> Result<Vec<Example>> {
     // csv's line counter and record offsets drift on CRLF files (a record may "start" at the
     // `\n` of the previous terminator): skip line ends, then count the newlines before.
     let line_at = |byte: u64| {
@@ -135,7 +146,7 @@ pub fn read_csv(
     };
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
-        .from_reader(bytes.as_slice());
+        .from_reader(bytes);
     let headers = reader
         .headers()
         .with_context(|| format!("{}: cannot read the header row", path.display()))?
