@@ -144,9 +144,7 @@ pub fn read_csv_bytes(
         }
         bytes[..start].iter().filter(|&&b| b == b'\n').count() + 1
     };
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .from_reader(bytes);
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(bytes);
     let headers = reader
         .headers()
         .with_context(|| format!("{}: cannot read the header row", path.display()))?
