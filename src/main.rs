@@ -77,6 +77,8 @@ enum Command {
     },
     /// List the artifacts in the cache.
     Ls,
+    /// Re-hash every artifact in the cache against its manifest; exit 1 if any is corrupt.
+    Verify,
 }
 
 static CANCEL: AtomicBool = AtomicBool::new(false);
@@ -132,6 +134,10 @@ fn main() -> ExitCode {
             .map(|out| print!("{out}"))
             .map(|()| true),
         Command::Ls => commands::ls(&settings).map(|out| print!("{out}")).map(|()| true),
+        Command::Verify => commands::verify(&settings).map(|(out, clean)| {
+            print!("{out}");
+            clean
+        }),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

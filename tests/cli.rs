@@ -1,51 +1,10 @@
 //! The `orchestrate` binary as users call it.
 
-use std::path::Path;
-
-use assert_cmd::Command;
 use predicates::prelude::*;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny");
+mod support;
 
-const EXPERIMENT: &str = r#"[experiment]
-name = "tiny"
-
-[datasets.data]
-train = "train.csv"
-eval = "eval.csv"
-text_column = "review"
-
-[tasks.tfidf]
-kind = "tfidf"
-inputs = { data = "data" }
-max_features = 50
-
-[tasks.logreg]
-kind = "logreg"
-inputs = { features = "tfidf" }
-
-[tasks.nb]
-kind = "naive_bayes"
-inputs = { features = "tfidf" }
-sweep.alpha = [0.5, 1.0]
-"#;
-
-fn sandbox() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for file in ["train.csv", "eval.csv"] {
-        std::fs::copy(Path::new(FIXTURES).join(file), dir.path().join(file)).unwrap();
-    }
-    std::fs::write(dir.path().join("exp.toml"), EXPERIMENT).unwrap();
-    dir
-}
-
-fn orchestrate(dir: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("orchestrate").unwrap();
-    cmd.current_dir(dir)
-        .env_remove("ORCHESTRATE_CACHE_DIR")
-        .env_remove("ORCHESTRATE_REPORTS_DIR");
-    cmd
-}
+use support::{orchestrate, sandbox, EXPERIMENT};
 
 #[test]
 fn run_prints_the_table_writes_reports_and_a_second_run_does_nothing() {

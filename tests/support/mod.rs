@@ -1,0 +1,62 @@
+//! What the CLI test files share: a sandbox with the tiny fixture and an experiment on it,
+//! and the `orchestrate` binary run inside it.
+#![allow(dead_code)] // each test file uses a part
+
+use std::path::Path;
+
+use assert_cmd::Command;
+
+pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny");
+
+pub const EXPERIMENT: &str = r#"[experiment]
+name = "tiny"
+
+[datasets.data]
+train = "train.csv"
+eval = "eval.csv"
+text_column = "review"
+
+[tasks.tfidf]
+kind = "tfidf"
+inputs = { data = "data" }
+max_features = 50
+
+[tasks.logreg]
+kind = "logreg"
+inputs = { features = "tfidf" }
+
+[tasks.nb]
+kind = "naive_bayes"
+inputs = { features = "tfidf" }
+sweep.alpha = [0.5, 1.0]
+"#;
+
+pub fn sandbox() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["train.csv", "eval.csv"] {
+        std::fs::copy(Path::new(FIXTURES).join(file), dir.path().join(file)).unwrap();
+    }
+    std::fs::write(dir.path().join("exp.toml"), EXPERIMENT).unwrap();
+    dir
+}
+
+pub fn orchestrate(dir: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("orchestrate").unwrap();
+    cmd.current_dir(dir)
+        .env_remove("ORCHESTRATE_CACHE_DIR")
+        .env_remove("ORCHESTRATE_REPORTS_DIR");
+    cmd
+}
+
+/// The JSON lines `orchestrate --json run` printed.
+pub fn json_lines(stdout: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|err| panic!("{err}: {line}")))
+        .collect()
+}
+
+/// How many events of this kind, e.g. `task_finished`.
+pub fn count_events(events: &[serde_json::Value], kind: &str) -> usize {
+    events.iter().filter(|e| e["event"] == kind).count()
+}
