@@ -70,6 +70,19 @@ impl Reporter {
                 ));
             }
             Event::TaskCached { task, key } => self.line(format!("   cached  {task} ({})", short(&key))),
+            Event::TaskWaiting {
+                task,
+                holder_pid,
+                holder_task,
+                ..
+            } => {
+                let by = match (holder_pid, holder_task) {
+                    (Some(pid), Some(other)) if pid == std::process::id() => format!("`{other}` of this run"),
+                    (Some(pid), _) => format!("another orchestrate (pid {pid})"),
+                    (None, _) => "another orchestrate".to_string(),
+                };
+                self.line(format!("  waiting  for {task}, being built by {by}"));
+            }
             Event::TaskStarted {
                 task, kind, reasons, ..
             } => {

@@ -17,7 +17,7 @@ use anyhow::{Context as _, Result};
 use crate::events::{Envelope, Event};
 use crate::graph::TaskGraph;
 use crate::plan::{Plan, Status};
-use crate::store::{Provenance, Store, TaskRef};
+use crate::store::{LockHolder, Lookup, Provenance, Store, TaskRef};
 use crate::tasks::{Context, InputArtifact, Metrics};
 
 pub struct Options<'a> {
@@ -90,18 +90,10 @@ pub fn run(plan: &Plan, store: &Store, options: &Options, emit: &(dyn Fn(Envelop
     let mut summary = Summary::default();
     for &index in &order {
         if let Status::Cached(_) = plan.entries[index].status {
-            let entry = &plan.entries[index];
-            store.write_ref(
-                &experiment.name,
-                &experiment.tasks[index].name,
-                &TaskRef {
-                    key: entry.key.clone(),
-                    parts: serde_json::to_value(&entry.parts)?,
-                },
-            )?;
+            write_task_ref(store, plan, index)?;
             send(Event::TaskCached {
                 task: experiment.tasks[index].name.clone(),
-                key: entry.key.clone(),
+                key: plan.entries[index].key.clone(),
             });
             summary.outcomes.insert(index, Outcome::Cached);
         }
@@ -115,7 +107,7 @@ pub fn run(plan: &Plan, store: &Store, options: &Options, emit: &(dyn Fn(Envelop
     let mut ready: BTreeSet<usize> = waiting.iter().filter(|(_, n)| **n == 0).map(|(i, _)| *i).collect();
     let mut running = 0usize;
     let stop = AtomicBool::new(false);
-    let (done_tx, done_rx) = mpsc::channel::<(usize, Result<(f64, Metrics), String>)>();
+    let (done_tx, done_rx) = mpsc::channel::<(usize, Result<Outcome, String>)>();
 
     std::thread::scope(|scope| -> Result<()> {
         loop {
@@ -142,14 +134,21 @@ pub fn run(plan: &Plan, store: &Store, options: &Options, emit: &(dyn Fn(Envelop
             waiting.remove(&index);
             let task = &experiment.tasks[index];
             match result {
-                Ok((duration_s, metrics)) => {
-                    send(Event::TaskFinished {
-                        task: task.name.clone(),
-                        key: plan.entries[index].key.clone(),
-                        duration_s,
-                        metrics: metrics.clone(),
+                Ok(outcome) => {
+                    let key = plan.entries[index].key.clone();
+                    send(match &outcome {
+                        Outcome::Ran { duration_s, metrics } => Event::TaskFinished {
+                            task: task.name.clone(),
+                            key,
+                            duration_s: *duration_s,
+                            metrics: metrics.clone(),
+                        },
+                        _ => Event::TaskCached {
+                            task: task.name.clone(),
+                            key,
+                        },
                     });
-                    summary.outcomes.insert(index, Outcome::Ran { duration_s, metrics });
+                    summary.outcomes.insert(index, outcome);
                     for dependent in graph.dependents(index) {
                         if let Some(count) = waiting.get_mut(&dependent) {
                             *count -= 1;
@@ -211,17 +210,36 @@ pub fn run(plan: &Plan, store: &Store, options: &Options, emit: &(dyn Fn(Envelop
     Ok(summary)
 }
 
-/// Runs one task in a staging directory and publishes its artifact.
+/// Runs one task in a staging directory and publishes its artifact; `Outcome::Cached` when
+/// another process published it while this one waited for the artifact lock.
 fn execute(
     plan: &Plan,
     store: &Store,
     index: usize,
     cancel: &AtomicBool,
     send: &(dyn Fn(Event) + Sync),
-) -> Result<(f64, Metrics), String> {
+) -> Result<Outcome, String> {
     let experiment = plan.experiment;
     let task = &experiment.tasks[index];
     let entry = &plan.entries[index];
+    // Held until the artifact is published (or the task failed): another orchestrate on this
+    // cache building the same key makes us wait, and then its verified artifact is ours.
+    let on_wait = |holder: Option<LockHolder>| {
+        send(Event::TaskWaiting {
+            task: task.name.clone(),
+            key: entry.key.clone(),
+            holder_pid: holder.as_ref().map(|h| h.pid),
+            holder_task: holder.map(|h| h.task),
+        })
+    };
+    let me = LockHolder::this_process(&task.name, &experiment.name);
+    let _lock = store
+        .lock(&entry.key, &me, &on_wait, cancel)
+        .map_err(|err| format!("{err:#}"))?;
+    if let Lookup::Hit(_) = store.lookup(&entry.key) {
+        write_task_ref(store, plan, index).map_err(|err| format!("{err:#}"))?;
+        return Ok(Outcome::Cached);
+    }
     let reasons = match &entry.status {
         Status::Run(reasons) => reasons.iter().map(ToString::to_string).collect(),
         Status::Cached(_) => Vec::new(),
@@ -233,7 +251,7 @@ fn execute(
         reasons,
     });
     let started = Instant::now();
-    let result = (|| -> Result<(f64, Metrics)> {
+    let result = (|| -> Result<Outcome> {
         let staging = store.stage(&entry.key)?;
         let inputs = task
             .inputs
@@ -276,15 +294,21 @@ fn execute(
                 duration_s,
             },
         )?;
-        store.write_ref(
-            &experiment.name,
-            &task.name,
-            &TaskRef {
-                key: entry.key.clone(),
-                parts,
-            },
-        )?;
-        Ok((duration_s, metrics))
+        write_task_ref(store, plan, index)?;
+        Ok(Outcome::Ran { duration_s, metrics })
     })();
     result.map_err(|err| format!("{err:#}"))
+}
+
+/// Records the key a task resolved to, for `why` (see `Store::write_ref`).
+fn write_task_ref(store: &Store, plan: &Plan, index: usize) -> Result<()> {
+    let entry = &plan.entries[index];
+    store.write_ref(
+        &plan.experiment.name,
+        &plan.experiment.tasks[index].name,
+        &TaskRef {
+            key: entry.key.clone(),
+            parts: serde_json::to_value(&entry.parts)?,
+        },
+    )
 }
