@@ -41,7 +41,12 @@ pub fn sandbox() -> tempfile::TempDir {
 }
 
 pub fn orchestrate(dir: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("orchestrate").unwrap();
+    Command::from_std(orchestrate_process(dir))
+}
+
+/// The same as a plain process, for tests that run several at once.
+pub fn orchestrate_process(dir: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("orchestrate"));
     cmd.current_dir(dir)
         .env_remove("ORCHESTRATE_CACHE_DIR")
         .env_remove("ORCHESTRATE_REPORTS_DIR");
