@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::plan::{self, short, Plan, Reason, Status};
 use crate::report;
-use crate::reporter::{Mode, Reporter};
+use crate::reporter::{self, Mode, Reporter};
 use crate::scheduler::{self, Options};
 use crate::spec::{self, Experiment};
 use crate::store::{Lookup, Store};
@@ -61,6 +61,11 @@ pub fn run(settings: &Settings, files: &[PathBuf], args: &RunArgs) -> Result<boo
             cancel: args.cancel,
         };
         let summary = scheduler::run(&plan, &store, &options, &|event| reporter.handle(event))?;
+        if settings.mode != Mode::Json {
+            if let Some(failures) = reporter::failure_summary(&experiment, &summary) {
+                eprint!("{failures}");
+            }
+        }
         all_ok &= summary.failures().is_empty() && summary.count(|o| matches!(o, scheduler::Outcome::Skipped(_))) == 0;
         // The table is regenerated from the cache, exactly as `report` would.
         let plan = plan::plan(&experiment, &store)?;

@@ -8,7 +8,10 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::events::{Envelope, Event};
+use crate::graph::TaskGraph;
 use crate::plan::short;
+use crate::scheduler::{Outcome, Summary};
+use crate::spec::Experiment;
 use crate::util::human_duration;
 
 /// How much the terminal reporter says.
@@ -165,4 +168,35 @@ impl Reporter {
             }
         }
     }
+}
+
+/// The end-of-run list of failures, for the terminal: each failed task with its error and
+/// how many of its dependents were skipped because of it. `None` when nothing failed.
+pub fn failure_summary(experiment: &Experiment, summary: &Summary) -> Option<String> {
+    let failures = summary.failures();
+    if failures.is_empty() {
+        return None;
+    }
+    let graph = TaskGraph::new(&experiment.tasks);
+    let mut text = format!("{} failed:\n", plural(failures.len(), "task"));
+    for index in failures {
+        let Some(Outcome::Failed(error)) = summary.outcomes.get(&index) else {
+            continue;
+        };
+        let skipped = graph
+            .with_dependents(&[index])
+            .into_iter()
+            .filter(|d| matches!(summary.outcomes.get(d), Some(Outcome::Skipped(_))))
+            .count();
+        let skipped = match skipped {
+            0 => String::new(),
+            n => format!(" ({} skipped)", plural(n, "dependent")),
+        };
+        text += &format!("  {}: {error}{skipped}\n", experiment.tasks[index].name);
+    }
+    Some(text)
+}
+
+fn plural(count: usize, noun: &str) -> String {
+    format!("{count} {noun}{}", if count == 1 { "" } else { "s" })
 }

@@ -200,3 +200,53 @@ fn a_failing_task_fails_the_run_but_not_independent_tasks() {
         ))
         .stderr(predicate::str::contains("4 ran, 0 cached, 1 failed"));
 }
+
+#[test]
+fn the_run_ends_with_each_failure_and_the_dependents_it_skipped() {
+    let dir = sandbox();
+    let broken = "\n[datasets.broken]\ntrain = \"broken.csv\"\neval = \"eval.csv\"\ntext_column = \"review\"\n\n\
+                  [tasks.broken_tfidf]\nkind = \"tfidf\"\ninputs = { data = \"broken\" }\n";
+    std::fs::write(
+        dir.path().join("exp.toml"),
+        EXPERIMENT.replace("sweep.alpha = [0.5, 1.0]", "sweep.alpha = [-1.0, 1.0]") + broken,
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("broken.csv"), "index,review,label\n1,fine,1\n2,,0\n").unwrap();
+    orchestrate(dir.path())
+        .args(["run", "exp.toml", "-q"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("2 tasks failed:\n"))
+        .stderr(predicate::str::contains(
+            "broken.csv:3 (row 2): empty text in column `review` (1 dependent skipped)\n",
+        ))
+        .stderr(predicate::str::contains(
+            "  nb[alpha=-1.0]: alpha must be a non-negative number, got -1\n",
+        ));
+}
+
+#[test]
+fn fail_fast_starts_nothing_after_the_first_failure() {
+    let dir = sandbox();
+    std::fs::write(
+        dir.path().join("exp.toml"),
+        EXPERIMENT.replace("sweep.alpha = [0.5, 1.0]", "sweep.alpha = [-1.0, 1.0]"),
+    )
+    .unwrap();
+    // -j 1 runs data, tfidf, logreg, then nb[alpha=-1.0], which fails: nb[alpha=1.0] never starts.
+    orchestrate(dir.path())
+        .args(["run", "exp.toml", "-j", "1", "--fail-fast"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "skipped  nb[alpha=1.0]: the run stopped at the first failure",
+        ))
+        .stderr(predicate::str::contains("3 ran, 0 cached, 1 failed, 1 skipped"))
+        .stderr(predicate::str::contains("running  nb[alpha=1.0]").not());
+    // Without it, the independent member runs.
+    orchestrate(dir.path())
+        .args(["run", "exp.toml", "-j", "1"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("1 ran, 3 cached, 1 failed"));
+}
