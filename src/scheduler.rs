@@ -284,6 +284,8 @@ fn execute(
         crate::util::write_atomic(&ctx.output("metrics.json"), &serde_json::to_vec_pretty(&metrics)?)?;
         let duration_s = started.elapsed().as_secs_f64();
         let parts = serde_json::to_value(&entry.parts)?;
+        // Before publishing: a task whose ref cannot be written (full disk) fails whole.
+        write_task_ref(store, plan, index)?;
         store.publish(
             staging,
             &entry.key,
@@ -294,7 +296,6 @@ fn execute(
                 duration_s,
             },
         )?;
-        write_task_ref(store, plan, index)?;
         Ok(Outcome::Ran { duration_s, metrics })
     })();
     result.map_err(|err| format!("{err:#}"))

@@ -191,12 +191,15 @@ pub fn read_csv_bytes(
 
 fn write_split(path: &Path, examples: &[Example]) -> Result<()> {
     let mut out = BufWriter::new(File::create(path).with_context(|| format!("creating {}", path.display()))?);
-    for example in examples {
-        serde_json::to_writer(&mut out, example)?;
-        out.write_all(b"\n")?;
-    }
-    out.flush()?;
-    Ok(())
+    // A full disk surfaces here: say where.
+    (|| -> Result<()> {
+        for example in examples {
+            serde_json::to_writer(&mut out, example)?;
+            out.write_all(b"\n")?;
+        }
+        Ok(out.flush()?)
+    })()
+    .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Reads one split of a `dataset` artifact.
