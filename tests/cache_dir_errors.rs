@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use predicates::prelude::*;
-use support::{count_events, json_lines, orchestrate, sandbox};
+use support::{assert_cache_intact, count_events, json_lines, orchestrate, sandbox};
 
 /// A tmpfs mounted for the test's lifetime.
 struct Tmpfs {
@@ -94,7 +94,7 @@ fn a_read_only_cache_fails_clearly_and_keeps_what_it_has() {
         .stderr(predicate::str::contains("1 task failed:"))
         .stderr(predicate::str::contains("(3 dependents skipped)"));
     assert_eq!(artifact_keys(&cache), before, "nothing was published or removed");
-    orchestrate(dir.path()).arg("verify").assert().success();
+    assert_cache_intact(dir.path(), 1);
 
     tmpfs.remount("rw");
     orchestrate(dir.path())
@@ -102,7 +102,7 @@ fn a_read_only_cache_fails_clearly_and_keeps_what_it_has() {
         .assert()
         .success()
         .stderr(predicate::str::contains("4 ran, 1 cached"));
-    orchestrate(dir.path()).arg("verify").assert().success();
+    assert_cache_intact(dir.path(), 5);
 }
 
 #[test]
@@ -176,7 +176,7 @@ fn a_full_cache_disk_fails_clearly_and_publishes_nothing_partial() {
             // Failed outside a task (refs of cached tasks): still named.
             assert!(stderr.contains(" cache/"), "room {room}: {stderr}");
         }
-        orchestrate(dir.path()).arg("verify").assert().success();
+        assert_cache_intact(dir.path(), artifact_keys(&cache).len());
         let staging = std::fs::read_dir(cache.join("tmp")).unwrap().count();
         assert_eq!(staging, 0, "room {room}: no staging directory left");
         std::fs::remove_file(cache.join("filler")).unwrap();
@@ -193,5 +193,5 @@ fn a_full_cache_disk_fails_clearly_and_publishes_nothing_partial() {
         .assert()
         .success()
         .stderr(predicate::str::contains("5 ran, 0 cached"));
-    orchestrate(dir.path()).arg("verify").assert().success();
+    assert_cache_intact(dir.path(), 5);
 }

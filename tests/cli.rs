@@ -206,11 +206,7 @@ fn the_run_ends_with_each_failure_and_the_dependents_it_skipped() {
     let dir = sandbox();
     let broken = "\n[datasets.broken]\ntrain = \"broken.csv\"\neval = \"eval.csv\"\ntext_column = \"review\"\n\n\
                   [tasks.broken_tfidf]\nkind = \"tfidf\"\ninputs = { data = \"broken\" }\n";
-    std::fs::write(
-        dir.path().join("exp.toml"),
-        EXPERIMENT.replace("sweep.alpha = [0.5, 1.0]", "sweep.alpha = [-1.0, 1.0]") + broken,
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("exp.toml"), with_a_failing_member() + broken).unwrap();
     std::fs::write(dir.path().join("broken.csv"), "index,review,label\n1,fine,1\n2,,0\n").unwrap();
     orchestrate(dir.path())
         .args(["run", "exp.toml", "-q"])
@@ -228,11 +224,7 @@ fn the_run_ends_with_each_failure_and_the_dependents_it_skipped() {
 #[test]
 fn fail_fast_starts_nothing_after_the_first_failure() {
     let dir = sandbox();
-    std::fs::write(
-        dir.path().join("exp.toml"),
-        EXPERIMENT.replace("sweep.alpha = [0.5, 1.0]", "sweep.alpha = [-1.0, 1.0]"),
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("exp.toml"), with_a_failing_member()).unwrap();
     // -j 1 runs data, tfidf, logreg, then nb[alpha=-1.0], which fails: nb[alpha=1.0] never starts.
     orchestrate(dir.path())
         .args(["run", "exp.toml", "-j", "1", "--fail-fast"])
@@ -249,4 +241,9 @@ fn fail_fast_starts_nothing_after_the_first_failure() {
         .assert()
         .code(1)
         .stderr(predicate::str::contains("1 ran, 3 cached, 1 failed"));
+}
+
+/// The experiment with `nb[alpha=-1.0]`, which fails (independent of its sibling).
+fn with_a_failing_member() -> String {
+    EXPERIMENT.replace("sweep.alpha = [0.5, 1.0]", "sweep.alpha = [-1.0, 1.0]")
 }

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use orchestrate::store::{LockHolder, Store};
-use support::{count_events, json_lines, orchestrate, orchestrate_process};
+use support::{assert_cache_intact, count_events, json_lines, orchestrate_process};
 
 /// Enough generated reviews that logistic regression takes a while in a debug build, so
 /// the second process really arrives while the first is building.
@@ -43,29 +43,10 @@ fn write_generated_dataset(dir: &Path, train_rows: usize, eval_rows: usize) {
     }
 }
 
-const EXPERIMENT: &str = r#"[experiment]
-name = "shared"
-
-[datasets.data]
-train = "train.csv"
-eval = "eval.csv"
-text_column = "review"
-
-[tasks.tfidf]
-kind = "tfidf"
-inputs = { data = "data" }
-max_features = 300
-
-[tasks.logreg]
-kind = "logreg"
-inputs = { features = "tfidf" }
-max_iter = 30
-
-[tasks.nb]
-kind = "naive_bayes"
-inputs = { features = "tfidf" }
-sweep.alpha = [0.5, 1.0]
-"#;
+/// The CLI tests' experiment, with features and iterations to keep logreg busy.
+fn experiment() -> String {
+    support::EXPERIMENT.replace("max_features = 50", "max_features = 300") + "\n[defaults]\nmax_iter = 30\n"
+}
 
 /// Reads a child's JSON lines on a thread; `until` returns once a line matching it arrived.
 struct Events {
@@ -109,7 +90,7 @@ impl Events {
 fn two_processes_on_one_cache_build_every_artifact_once() {
     let dir = tempfile::tempdir().unwrap();
     write_generated_dataset(dir.path(), 600, 150);
-    std::fs::write(dir.path().join("exp.toml"), EXPERIMENT).unwrap();
+    std::fs::write(dir.path().join("exp.toml"), experiment()).unwrap();
     let spawn = |jobs: &str| {
         orchestrate_process(dir.path())
             .args(["--json", "run", "exp.toml", "-j", jobs])
@@ -160,11 +141,7 @@ fn two_processes_on_one_cache_build_every_artifact_once() {
     let report = |events: &[serde_json::Value]| events.last().unwrap()["report"].clone();
     assert_eq!(report(&first_events)["rows"].as_array().unwrap().len(), 3);
     assert_eq!(report(&first_events), report(&second_events));
-    orchestrate(dir.path())
-        .arg("verify")
-        .assert()
-        .success()
-        .stdout(predicates::str::contains("5 artifacts checked"));
+    assert_cache_intact(dir.path(), 5);
     let leftovers = std::fs::read_dir(dir.path().join("cache/tmp")).unwrap().count();
     assert_eq!(leftovers, 0, "no staging directory left behind");
 }

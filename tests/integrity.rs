@@ -4,7 +4,7 @@
 mod support;
 
 use predicates::prelude::*;
-use support::{orchestrate, sandbox};
+use support::{artifact_keys_by_task, assert_cache_intact, orchestrate, sandbox};
 
 #[test]
 fn verify_names_a_corrupt_artifact_and_run_rebuilds_it() {
@@ -13,38 +13,20 @@ fn verify_names_a_corrupt_artifact_and_run_rebuilds_it() {
         .args(["run", "exp.toml", "-q"])
         .assert()
         .success();
-    orchestrate(dir.path())
-        .arg("verify")
-        .assert()
-        .success()
-        .stdout(predicate::str::contains("5 artifacts checked"))
-        .stdout(predicate::str::contains("all intact"));
+    assert_cache_intact(dir.path(), 5);
 
     // Flip a byte of the tfidf features, and drop the manifest of another artifact.
-    let ls = orchestrate(dir.path())
-        .args(["--json", "ls"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let ls: serde_json::Value = serde_json::from_slice(&ls).unwrap();
-    let key_of = |task: &str| {
-        ls.as_array().unwrap().iter().find(|a| a["task"] == task).unwrap()["key"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
-    let (tfidf, logreg) = (key_of("tfidf"), key_of("logreg"));
+    let keys = artifact_keys_by_task(dir.path());
+    let (tfidf, logreg) = (&keys["tfidf"], &keys["logreg"]);
     let features = dir
         .path()
         .join("cache/artifacts")
-        .join(&tfidf)
+        .join(tfidf)
         .join("features.safetensors");
     let mut bytes = std::fs::read(&features).unwrap();
     bytes[0] ^= 0xff;
     std::fs::write(&features, bytes).unwrap();
-    std::fs::remove_file(dir.path().join("cache/artifacts").join(&logreg).join("manifest.json")).unwrap();
+    std::fs::remove_file(dir.path().join("cache/artifacts").join(logreg).join("manifest.json")).unwrap();
 
     orchestrate(dir.path())
         .arg("verify")
@@ -82,21 +64,12 @@ fn verify_names_a_corrupt_artifact_and_run_rebuilds_it() {
         .assert()
         .success()
         .stderr(predicate::str::contains("2 ran, 3 cached"));
-    orchestrate(dir.path())
-        .arg("verify")
-        .assert()
-        .success()
-        .stdout(predicate::str::contains("5 artifacts checked"))
-        .stdout(predicate::str::contains("all intact"));
+    assert_cache_intact(dir.path(), 5);
 }
 
 #[test]
 fn verify_on_an_empty_or_absent_cache_is_clean_and_creates_nothing() {
     let dir = sandbox();
-    orchestrate(dir.path())
-        .arg("verify")
-        .assert()
-        .success()
-        .stdout(predicate::str::contains("0 artifacts checked"));
+    assert_cache_intact(dir.path(), 0);
     assert!(!dir.path().join("cache").exists());
 }

@@ -65,3 +65,27 @@ pub fn json_lines(stdout: &[u8]) -> Vec<serde_json::Value> {
 pub fn count_events(events: &[serde_json::Value], kind: &str) -> usize {
     events.iter().filter(|e| e["event"] == kind).count()
 }
+
+/// Task name → artifact key, from `orchestrate --json ls`.
+pub fn artifact_keys_by_task(dir: &Path) -> std::collections::BTreeMap<String, String> {
+    let ls = orchestrate(dir).args(["--json", "ls"]).output().unwrap();
+    let ls: Vec<serde_json::Value> = serde_json::from_slice(&ls.stdout).unwrap();
+    ls.iter()
+        .map(|a| {
+            (
+                a["task"].as_str().unwrap().to_string(),
+                a["key"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// `orchestrate verify` passes on `artifacts` artifacts.
+pub fn assert_cache_intact(dir: &Path, artifacts: usize) {
+    orchestrate(dir)
+        .arg("verify")
+        .assert()
+        .success()
+        .stdout(predicates::str::contains(format!("{artifacts} artifacts checked")))
+        .stdout(predicates::str::contains("all intact"));
+}
