@@ -140,7 +140,9 @@ fn read_source(
                 return Err(SpecError::at(&at(item.span()), Some("include".into()), "include cycle")
                     .note(chain.join(" includes ")));
             }
-            read_source(&included, read_text(&included)?, false, experiment, stack)?;
+            let text = read_text(&included)
+                .map_err(|err| SpecError::at(&at(item.span()), Some(key.get_ref().to_string()), err.message))?;
+            read_source(&included, text, false, experiment, stack)?;
         }
     }
 
