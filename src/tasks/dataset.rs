@@ -165,8 +165,11 @@ pub fn read_csv_bytes(
                 .map_or(String::new(), |p| format!(":{}", line_at(p.byte())));
             anyhow::anyhow!("{}{line}: malformed CSV row {row}: {err}", path.display())
         })?;
-        let line = record.position().map_or(0, |p| line_at(p.byte()));
-        let at = || format!("{}:{line} (row {row})", path.display());
+        // Counting lines is linear in the offset: only for an error, or reading is quadratic.
+        let at = || {
+            let line = record.position().map_or(0, |p| line_at(p.byte()));
+            format!("{}:{line} (row {row})", path.display())
+        };
         let text = record.get(text_index).unwrap_or_default();
         if text.trim().is_empty() {
             bail!("{}: empty text in column `{text_column}`", at());
