@@ -13,11 +13,11 @@ use serde_json::json;
 
 use crate::plan::{self, short, Plan, Reason, Status};
 use crate::report;
-use crate::reporter::{Mode, Reporter};
+use crate::reporter::{self, Mode, Reporter};
 use crate::scheduler::{self, Options};
 use crate::spec::executor::ExecutorKind;
 use crate::spec::{self, Experiment};
-use crate::store::Store;
+use crate::store::{Lookup, Store};
 use crate::util::human_duration;
 
 /// Settings shared by every command.
@@ -68,6 +68,11 @@ pub fn run(settings: &Settings, files: &[PathBuf], args: &RunArgs) -> Result<boo
             detach: args.detach,
         };
         let summary = scheduler::run(&plan, &store, &options, &|event| reporter.handle(event))?;
+        if settings.mode != Mode::Json {
+            if let Some(failures) = reporter::failure_summary(&experiment, &summary) {
+                eprint!("{failures}");
+            }
+        }
         all_ok &= summary.failures().is_empty() && summary.count(|o| matches!(o, scheduler::Outcome::Skipped(_))) == 0;
         if args.detach && summary.count(|o| matches!(o, scheduler::Outcome::Submitted { .. })) > 0 {
             if settings.mode != Mode::Json {
@@ -519,4 +524,57 @@ pub fn ls(settings: &Settings) -> Result<String> {
         total as f64 / 1e6,
         store.root().display()
     ))
+}
+
+/// `verify`: re-hashes every artifact in the cache against its manifest (the same check
+/// every lookup makes). Returns what to print and whether the cache is intact; a corrupt
+/// artifact is rebuilt by the next `run` of an experiment that uses it.
+pub fn verify(settings: &Settings) -> Result<(String, bool)> {
+    let store = Store::open_existing(&settings.cache_dir);
+    let entries = store.list()?;
+    let mut corrupt = Vec::new();
+    for (key, manifest) in &entries {
+        if let Lookup::Corrupt(reason) = store.lookup(key) {
+            // The manifest may be what is broken; name the task when it can still be read.
+            let (task, experiment) = match manifest {
+                Ok(m) => (Some(m.task.as_str()), Some(m.experiment.as_str())),
+                Err(_) => (None, None),
+            };
+            corrupt.push(json!({"key": key, "task": task, "experiment": experiment, "reason": reason}));
+        }
+    }
+    let clean = corrupt.is_empty();
+    if settings.mode == Mode::Json {
+        let document = json!({"cache": store.root(), "checked": entries.len(), "corrupt": corrupt});
+        return Ok((serde_json::to_string_pretty(&document)? + "\n", clean));
+    }
+    let mut out = String::new();
+    for item in &corrupt {
+        let owner = match (item["task"].as_str(), item["experiment"].as_str()) {
+            (Some(task), Some(experiment)) => format!("{task} ({experiment})"),
+            _ => "unknown task".to_string(),
+        };
+        let key = item["key"].as_str().unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "corrupt  {}  {owner}: {}",
+            short(key),
+            item["reason"].as_str().unwrap_or_default()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{} artifacts checked in {}: {}",
+        entries.len(),
+        store.root().display(),
+        if clean {
+            "all intact".to_string()
+        } else {
+            format!(
+                "{} corrupt; the next `orchestrate run` that uses them rebuilds them",
+                corrupt.len()
+            )
+        }
+    );
+    Ok((out, clean))
 }

@@ -25,7 +25,8 @@ pub enum Event {
         cached: usize,
         jobs: usize,
     },
-    /// A task's artifact was found (and verified) in the cache.
+    /// A task's artifact was found (and verified) in the cache: when the run was planned, or
+    /// after waiting for another process that was building it (see `TaskWaiting`).
     TaskCached {
         task: String,
         key: String,
@@ -34,6 +35,15 @@ pub enum Event {
     TaskSubmitted {
         task: String,
         job: String,
+    },
+    /// Another process (or another task of this run with the same key) holds the task's
+    /// artifact lock; the task waits, then reuses what it published or builds it itself.
+    TaskWaiting {
+        task: String,
+        key: String,
+        /// The holder as its lock file names it, when readable.
+        holder_pid: Option<u32>,
+        holder_task: Option<String>,
     },
     /// A task started; `reasons` say why it was not cached.
     TaskStarted {
@@ -79,6 +89,7 @@ impl Event {
         match self {
             Event::TaskCached { task, .. }
             | Event::TaskSubmitted { task, .. }
+            | Event::TaskWaiting { task, .. }
             | Event::TaskStarted { task, .. }
             | Event::TaskProgress { task, .. }
             | Event::TaskFinished { task, .. }

@@ -126,13 +126,26 @@ impl TaskGraph {
 
     /// The given tasks and everything they (transitively) read.
     pub fn with_dependencies(&self, roots: &[usize]) -> BTreeSet<usize> {
-        let mut selected = BTreeSet::new();
+        self.reach(roots, Direction::Incoming)
+    }
+
+    /// The given tasks and everything that (transitively) reads them.
+    pub fn with_dependents(&self, roots: &[usize]) -> BTreeSet<usize> {
+        self.reach(roots, Direction::Outgoing)
+    }
+
+    fn reach(&self, roots: &[usize], direction: Direction) -> BTreeSet<usize> {
+        let mut reached = BTreeSet::new();
         let mut stack = roots.to_vec();
         while let Some(task) = stack.pop() {
-            if selected.insert(task) {
-                stack.extend(self.dependencies(task));
+            if reached.insert(task) {
+                stack.extend(
+                    self.graph
+                        .neighbors_directed(NodeIndex::new(task), direction)
+                        .map(|n| n.index()),
+                );
             }
         }
-        selected
+        reached
     }
 }

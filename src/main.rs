@@ -109,6 +109,8 @@ enum Command {
         #[arg(long, default_value = "full")]
         method: String,
     },
+    /// Re-hash every artifact in the cache against its manifest; exit 1 if any is corrupt.
+    Verify,
 }
 
 static CANCEL: AtomicBool = AtomicBool::new(false);
@@ -167,6 +169,10 @@ fn main() -> ExitCode {
         Command::Inspect { model, method } => {
             printed(orchestrate::model::inspect::run(&model, &method).map_err(anyhow::Error::new))
         }
+        Command::Verify => commands::verify(&settings).map(|(out, clean)| {
+            print!("{out}");
+            clean
+        }),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -8,7 +8,10 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::events::{Envelope, Event};
+use crate::graph::TaskGraph;
 use crate::plan::short;
+use crate::scheduler::{Outcome, Summary};
+use crate::spec::Experiment;
 use crate::util::human_duration;
 
 /// How much the terminal reporter says.
@@ -71,6 +74,19 @@ impl Reporter {
             }
             Event::TaskCached { task, key } => self.line(format!("   cached  {task} ({})", short(&key))),
             Event::TaskSubmitted { task, job } => self.line(format!("submitted  {task} as Slurm job {job}")),
+            Event::TaskWaiting {
+                task,
+                holder_pid,
+                holder_task,
+                ..
+            } => {
+                let by = match (holder_pid, holder_task) {
+                    (Some(pid), Some(other)) if pid == std::process::id() => format!("`{other}` of this run"),
+                    (Some(pid), _) => format!("another orchestrate (pid {pid})"),
+                    (None, _) => "another orchestrate".to_string(),
+                };
+                self.line(format!("  waiting  for {task}, being built by {by}"));
+            }
             Event::TaskStarted {
                 task, kind, reasons, ..
             } => {
@@ -153,4 +169,35 @@ impl Reporter {
             }
         }
     }
+}
+
+/// The end-of-run list of failures, for the terminal: each failed task with its error and
+/// how many of its dependents were skipped because of it. `None` when nothing failed.
+pub fn failure_summary(experiment: &Experiment, summary: &Summary) -> Option<String> {
+    let failures = summary.failures();
+    if failures.is_empty() {
+        return None;
+    }
+    let graph = TaskGraph::new(&experiment.tasks);
+    let mut text = format!("{} failed:\n", plural(failures.len(), "task"));
+    for index in failures {
+        let Some(Outcome::Failed(error)) = summary.outcomes.get(&index) else {
+            continue;
+        };
+        let skipped = graph
+            .with_dependents(&[index])
+            .into_iter()
+            .filter(|d| matches!(summary.outcomes.get(d), Some(Outcome::Skipped(_))))
+            .count();
+        let skipped = match skipped {
+            0 => String::new(),
+            n => format!(" ({} skipped)", plural(n, "dependent")),
+        };
+        text += &format!("  {}: {error}{skipped}\n", experiment.tasks[index].name);
+    }
+    Some(text)
+}
+
+fn plural(count: usize, noun: &str) -> String {
+    format!("{count} {noun}{}", if count == 1 { "" } else { "s" })
 }

@@ -1,51 +1,10 @@
 //! The `orchestrate` binary as users call it.
 
-use std::path::Path;
-
-use assert_cmd::Command;
 use predicates::prelude::*;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny");
+mod support;
 
-const EXPERIMENT: &str = r#"[experiment]
-name = "tiny"
-
-[datasets.data]
-train = "train.csv"
-eval = "eval.csv"
-text_column = "review"
-
-[tasks.tfidf]
-kind = "tfidf"
-inputs = { data = "data" }
-max_features = 50
-
-[tasks.logreg]
-kind = "logreg"
-inputs = { features = "tfidf" }
-
-[tasks.nb]
-kind = "naive_bayes"
-inputs = { features = "tfidf" }
-sweep.alpha = [0.5, 1.0]
-"#;
-
-fn sandbox() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for file in ["train.csv", "eval.csv"] {
-        std::fs::copy(Path::new(FIXTURES).join(file), dir.path().join(file)).unwrap();
-    }
-    std::fs::write(dir.path().join("exp.toml"), EXPERIMENT).unwrap();
-    dir
-}
-
-fn orchestrate(dir: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("orchestrate").unwrap();
-    cmd.current_dir(dir)
-        .env_remove("ORCHESTRATE_CACHE_DIR")
-        .env_remove("ORCHESTRATE_REPORTS_DIR");
-    cmd
-}
+use support::{orchestrate, sandbox, EXPERIMENT};
 
 #[test]
 fn run_prints_the_table_writes_reports_and_a_second_run_does_nothing() {
@@ -240,4 +199,51 @@ fn a_failing_task_fails_the_run_but_not_independent_tasks() {
             "FAILED  nb[alpha=-1.0]: alpha must be a non-negative number",
         ))
         .stderr(predicate::str::contains("4 ran, 0 cached, 1 failed"));
+}
+
+#[test]
+fn the_run_ends_with_each_failure_and_the_dependents_it_skipped() {
+    let dir = sandbox();
+    let broken = "\n[datasets.broken]\ntrain = \"broken.csv\"\neval = \"eval.csv\"\ntext_column = \"review\"\n\n\
+                  [tasks.broken_tfidf]\nkind = \"tfidf\"\ninputs = { data = \"broken\" }\n";
+    std::fs::write(dir.path().join("exp.toml"), with_a_failing_member() + broken).unwrap();
+    std::fs::write(dir.path().join("broken.csv"), "index,review,label\n1,fine,1\n2,,0\n").unwrap();
+    orchestrate(dir.path())
+        .args(["run", "exp.toml", "-q"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("2 tasks failed:\n"))
+        .stderr(predicate::str::contains(
+            "broken.csv:3 (row 2): empty text in column `review` (1 dependent skipped)\n",
+        ))
+        .stderr(predicate::str::contains(
+            "  nb[alpha=-1.0]: alpha must be a non-negative number, got -1\n",
+        ));
+}
+
+#[test]
+fn fail_fast_starts_nothing_after_the_first_failure() {
+    let dir = sandbox();
+    std::fs::write(dir.path().join("exp.toml"), with_a_failing_member()).unwrap();
+    // -j 1 runs data, tfidf, logreg, then nb[alpha=-1.0], which fails: nb[alpha=1.0] never starts.
+    orchestrate(dir.path())
+        .args(["run", "exp.toml", "-j", "1", "--fail-fast"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "skipped  nb[alpha=1.0]: the run stopped at the first failure",
+        ))
+        .stderr(predicate::str::contains("3 ran, 0 cached, 1 failed, 1 skipped"))
+        .stderr(predicate::str::contains("running  nb[alpha=1.0]").not());
+    // Without it, the independent member runs.
+    orchestrate(dir.path())
+        .args(["run", "exp.toml", "-j", "1"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("1 ran, 3 cached, 1 failed"));
+}
+
+/// The experiment with `nb[alpha=-1.0]`, which fails (independent of its sibling).
+fn with_a_failing_member() -> String {
+    EXPERIMENT.replace("sweep.alpha = [0.5, 1.0]", "sweep.alpha = [-1.0, 1.0]")
 }

@@ -104,6 +104,12 @@ fn errors_in_included_files_name_that_file() {
     let err = spec::load(&path).unwrap_err();
     assert!(err.message.contains("cannot read included file"), "{err}");
     assert_eq!(err.line_col(), Some((1, 11)));
+
+    // A device would be read forever (a hazard spotted while writing the loader fuzz target).
+    let path = write(&dir, "device.toml", "include = \"/dev/zero\"\n");
+    let err = spec::load(&path).unwrap_err();
+    assert!(err.message.contains("/dev/zero: not a regular file"), "{err}");
+    assert_eq!(err.line_col(), Some((1, 11)));
 }
 
 #[test]

@@ -11,7 +11,6 @@ use super::{execute, skip_dependents, Emitter, Options, Outcome, Prepared, Summa
 use crate::events::Event;
 use crate::plan::Plan;
 use crate::store::Store;
-use crate::tasks::Metrics;
 
 pub fn run(
     plan: &Plan,
@@ -33,7 +32,7 @@ pub fn run(
     let mut ready: BTreeSet<usize> = waiting.iter().filter(|(_, n)| **n == 0).map(|(i, _)| *i).collect();
     let mut running = 0usize;
     let stop = AtomicBool::new(false);
-    let (done_tx, done_rx) = mpsc::channel::<(usize, Result<(f64, Metrics), String>)>();
+    let (done_tx, done_rx) = mpsc::channel::<(usize, Result<Outcome, String>)>();
 
     std::thread::scope(|scope| -> Result<()> {
         loop {
@@ -57,14 +56,21 @@ pub fn run(
             pending.remove(&index);
             let task = &experiment.tasks[index];
             match result {
-                Ok((duration_s, metrics)) => {
-                    emitter.send(Event::TaskFinished {
-                        task: task.name.clone(),
-                        key: plan.entries[index].key.clone(),
-                        duration_s,
-                        metrics: metrics.clone(),
+                Ok(outcome) => {
+                    let key = plan.entries[index].key.clone();
+                    emitter.send(match &outcome {
+                        Outcome::Ran { duration_s, metrics } => Event::TaskFinished {
+                            task: task.name.clone(),
+                            key,
+                            duration_s: *duration_s,
+                            metrics: metrics.clone(),
+                        },
+                        _ => Event::TaskCached {
+                            task: task.name.clone(),
+                            key,
+                        },
                     });
-                    summary.outcomes.insert(index, Outcome::Ran { duration_s, metrics });
+                    summary.outcomes.insert(index, outcome);
                     for dependent in graph.dependents(index) {
                         if let Some(count) = waiting.get_mut(&dependent) {
                             *count -= 1;

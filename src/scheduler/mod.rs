@@ -23,7 +23,7 @@ use crate::events::{Envelope, Event};
 use crate::graph::TaskGraph;
 use crate::plan::{Plan, Status};
 use crate::spec::executor::ExecutorKind;
-use crate::store::{Provenance, Store, TaskRef};
+use crate::store::{LockHolder, Lookup, Provenance, Store, TaskRef};
 use crate::tasks::{Context, InputArtifact, Metrics};
 
 pub struct Options<'a> {
@@ -155,15 +155,10 @@ fn prepare(
     let mut summary = Summary::default();
     for &index in &order {
         if plan.entries[index].status.is_cached() {
-            let entry = &plan.entries[index];
-            let task_ref = TaskRef {
-                key: entry.key.clone(),
-                parts: serde_json::to_value(&entry.parts)?,
-            };
-            store.write_ref(&experiment.name, &experiment.tasks[index].name, &task_ref)?;
+            write_task_ref(store, plan, index)?;
             emitter.send(Event::TaskCached {
                 task: experiment.tasks[index].name.clone(),
-                key: entry.key.clone(),
+                key: plan.entries[index].key.clone(),
             });
             summary.outcomes.insert(index, Outcome::Cached);
         }
@@ -216,18 +211,37 @@ fn skip_dependents(
     skipped
 }
 
-/// Runs one task in a staging directory and publishes its artifact. Its inputs must be in
-/// the store. Used by the local executor and by `orchestrate worker` inside Slurm jobs.
+/// Runs one task in a staging directory and publishes its artifact; `Outcome::Cached` when
+/// another process published it while this one waited for the artifact lock. Its inputs
+/// must be in the store. Used by the local executor and by `orchestrate worker` in Slurm jobs.
 pub fn execute(
     plan: &Plan,
     store: &Store,
     index: usize,
     cancel: &AtomicBool,
     emitter: &Emitter,
-) -> Result<(f64, Metrics), String> {
+) -> Result<Outcome, String> {
     let experiment = plan.experiment;
     let task = &experiment.tasks[index];
     let entry = &plan.entries[index];
+    // Held until the artifact is published (or the task failed): another orchestrate on this
+    // cache building the same key makes us wait, and then its verified artifact is ours.
+    let on_wait = |holder: Option<LockHolder>| {
+        emitter.send(Event::TaskWaiting {
+            task: task.name.clone(),
+            key: entry.key.clone(),
+            holder_pid: holder.as_ref().map(|h| h.pid),
+            holder_task: holder.map(|h| h.task),
+        })
+    };
+    let me = LockHolder::this_process(&task.name, &experiment.name);
+    let _lock = store
+        .lock(&entry.key, &me, &on_wait, cancel)
+        .map_err(|err| format!("{err:#}"))?;
+    if let Lookup::Hit(_) = store.lookup(&entry.key) {
+        write_task_ref(store, plan, index).map_err(|err| format!("{err:#}"))?;
+        return Ok(Outcome::Cached);
+    }
     emitter.send(Event::TaskStarted {
         task: task.name.clone(),
         kind: task.kind.kind().to_string(),
@@ -235,7 +249,7 @@ pub fn execute(
         reasons: reasons(plan, index),
     });
     let started = Instant::now();
-    let result = (|| -> Result<(f64, Metrics)> {
+    let result = (|| -> Result<Outcome> {
         let staging = store.stage(&entry.key)?;
         let inputs = task
             .inputs
@@ -268,21 +282,25 @@ pub fn execute(
         crate::util::write_atomic(&ctx.output("metrics.json"), &serde_json::to_vec_pretty(&metrics)?)?;
         let duration_s = started.elapsed().as_secs_f64();
         let parts = serde_json::to_value(&entry.parts)?;
+        // Before publishing: a task whose ref cannot be written (full disk) fails whole.
+        write_task_ref(store, plan, index)?;
         let provenance = Provenance {
             task: &task.name,
             experiment: &experiment.name,
             duration_s,
         };
         store.publish(staging, &entry.key, &parts, &provenance)?;
-        store.write_ref(
-            &experiment.name,
-            &task.name,
-            &TaskRef {
-                key: entry.key.clone(),
-                parts,
-            },
-        )?;
-        Ok((duration_s, metrics))
+        Ok(Outcome::Ran { duration_s, metrics })
     })();
     result.map_err(|err| format!("{err:#}"))
+}
+
+/// Records the key a task resolved to, for `why` (see `Store::write_ref`).
+fn write_task_ref(store: &Store, plan: &Plan, index: usize) -> Result<()> {
+    let entry = &plan.entries[index];
+    let task_ref = TaskRef {
+        key: entry.key.clone(),
+        parts: serde_json::to_value(&entry.parts)?,
+    };
+    store.write_ref(&plan.experiment.name, &plan.experiment.tasks[index].name, &task_ref)
 }

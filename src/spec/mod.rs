@@ -1,6 +1,6 @@
 //! Experiment files: TOML → validated, expanded task instances.
 //!
-//! Phases, one entry function each: [`raw::read`] parses the file and its includes into
+//! Phases, one entry function each: [`raw::read_str`] parses the file and its includes into
 //! declarations (every key keeps its span); [`crate::graph::order_declarations`] orders
 //! them and rejects cycles; [`expand`] applies defaults, expands sweeps (a grid over the
 //! task's `sweep` table, and one instance per member of a swept input) and resolves each
@@ -55,7 +55,13 @@ impl Experiment {
 
 /// Loads, validates and expands an experiment file.
 pub fn load(path: &Path) -> Result<Experiment, SpecError> {
-    let raw = raw::read(path)?;
+    load_str(path, &raw::read_text(path)?)
+}
+
+/// [`load`] for an experiment already in memory: `path` names it in errors and anchors
+/// relative paths (includes and data files are still read from disk).
+pub fn load_str(path: &Path, text: &str) -> Result<Experiment, SpecError> {
+    let raw = raw::read_str(path, text.to_string())?;
     let order = crate::graph::order_declarations(&raw.declarations)?;
     let tasks = expand(&raw, &order)?;
     let name = raw.name.clone().unwrap_or_else(|| {

@@ -62,22 +62,35 @@ pub struct RawExperiment {
 type Table<'i> = DeTable<'i>;
 type Value<'i> = Spanned<DeValue<'i>>;
 
-/// Reads `path` and everything it includes.
-pub fn read(path: &Path) -> Result<RawExperiment, SpecError> {
+/// Reads an experiment file's text (`path` names it in errors and anchors relative paths)
+/// and everything it includes, from disk.
+pub fn read_str(path: &Path, text: String) -> Result<RawExperiment, SpecError> {
     let mut experiment = RawExperiment::default();
     let mut stack = Vec::new();
-    read_file(path, true, &mut experiment, &mut stack)?;
+    read_source(path, text, true, &mut experiment, &mut stack)?;
     Ok(experiment)
 }
 
-fn read_file(
+/// An experiment file's text. Only regular files: reading a device (`/dev/zero`) or a
+/// FIFO named by an include would never end.
+pub fn read_text(path: &Path) -> Result<String, SpecError> {
+    let cannot = |err: &dyn std::fmt::Display| {
+        SpecError::without_location(format!("cannot read experiment file {}: {err}", path.display()))
+    };
+    let metadata = std::fs::metadata(path).map_err(|err| cannot(&err))?;
+    if !metadata.is_file() {
+        return Err(cannot(&"not a regular file"));
+    }
+    std::fs::read_to_string(path).map_err(|err| cannot(&err))
+}
+
+fn read_source(
     path: &Path,
+    text: String,
     is_main: bool,
     experiment: &mut RawExperiment,
     stack: &mut Vec<PathBuf>,
 ) -> Result<(), SpecError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|err| SpecError::without_location(format!("cannot read experiment file {}: {err}", path.display())))?;
     let source = Arc::new(Source {
         path: path.to_path_buf(),
         text,
@@ -130,7 +143,9 @@ fn read_file(
                 return Err(SpecError::at(&at(item.span()), Some("include".into()), "include cycle")
                     .note(chain.join(" includes ")));
             }
-            read_file(&included, false, experiment, stack)?;
+            let text = read_text(&included)
+                .map_err(|err| SpecError::at(&at(item.span()), Some(key.get_ref().to_string()), err.message))?;
+            read_source(&included, text, false, experiment, stack)?;
         }
     }
 

@@ -5,6 +5,7 @@
 //! <cache>/tmp/<key>.<pid>.<nonce>/    a task's private staging directory while it runs
 //! <cache>/refs/<experiment>/<task>.json   the key each task resolved to when last run,
 //!                                          so `why` can say what changed since
+//! <cache>/locks/<key>.lock            held while a process builds the key (see [`lock`])
 //! ```
 //!
 //! Publishing is atomic: a task writes into its staging directory, the store hashes every
@@ -24,6 +25,10 @@ use anyhow::{bail, Context as _, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::util::{file_digest, write_atomic};
+
+pub mod lock;
+
+pub use lock::{read_holder, ArtifactLock, LockHolder};
 
 pub const MANIFEST: &str = "manifest.json";
 const MANIFEST_FORMAT: u32 = 1;
@@ -90,7 +95,7 @@ impl Store {
     /// Opens (creating if needed) a cache directory; fails clearly if it is not writable.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
         let root = root.into();
-        for sub in ["artifacts", "tmp", "refs"] {
+        for sub in ["artifacts", "tmp", "refs", "locks"] {
             let dir = root.join(sub);
             fs::create_dir_all(&dir).with_context(|| format!("cannot create cache directory {}", dir.display()))?;
         }

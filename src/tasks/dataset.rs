@@ -127,6 +127,17 @@ pub fn read_csv(
     labels: Option<&BTreeMap<String, usize>>,
 ) -> Result<Vec<Example>> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot open {}", path.display()))?;
+    read_csv_bytes(path, &bytes, text_column, label_column, labels)
+}
+
+/// [`read_csv`] on content already in memory; `path` only names it in errors.
+pub fn read_csv_bytes(
+    path: &Path,
+    bytes: &[u8],
+    text_column: &str,
+    label_column: &str,
+    labels: Option<&BTreeMap<String, usize>>,
+) -> Result<Vec<Example>> {
     // csv's line counter and record offsets drift on CRLF files (a record may "start" at the
     // `\n` of the previous terminator): skip line ends, then count the newlines before.
     let line_at = |byte: u64| {
@@ -136,9 +147,7 @@ pub fn read_csv(
         }
         bytes[..start].iter().filter(|&&b| b == b'\n').count() + 1
     };
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .from_reader(bytes.as_slice());
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(bytes);
     let headers = reader
         .headers()
         .with_context(|| format!("{}: cannot read the header row", path.display()))?
@@ -159,8 +168,11 @@ pub fn read_csv(
                 .map_or(String::new(), |p| format!(":{}", line_at(p.byte())));
             anyhow::anyhow!("{}{line}: malformed CSV row {row}: {err}", path.display())
         })?;
-        let line = record.position().map_or(0, |p| line_at(p.byte()));
-        let at = || format!("{}:{line} (row {row})", path.display());
+        // Counting lines is linear in the offset: only for an error, or reading is quadratic.
+        let at = || {
+            let line = record.position().map_or(0, |p| line_at(p.byte()));
+            format!("{}:{line} (row {row})", path.display())
+        };
         let text = record.get(text_index).unwrap_or_default();
         if text.trim().is_empty() {
             bail!("{}: empty text in column `{text_column}`", at());
@@ -185,12 +197,15 @@ pub fn read_csv(
 
 fn write_split(path: &Path, examples: &[Example]) -> Result<()> {
     let mut out = BufWriter::new(File::create(path).with_context(|| format!("creating {}", path.display()))?);
-    for example in examples {
-        serde_json::to_writer(&mut out, example)?;
-        out.write_all(b"\n")?;
-    }
-    out.flush()?;
-    Ok(())
+    // A full disk surfaces here: say where.
+    (|| -> Result<()> {
+        for example in examples {
+            serde_json::to_writer(&mut out, example)?;
+            out.write_all(b"\n")?;
+        }
+        Ok(out.flush()?)
+    })()
+    .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Reads one split of a `dataset` artifact.

@@ -1,0 +1,91 @@
+//! What the CLI test files share: a sandbox with the tiny fixture and an experiment on it,
+//! and the `orchestrate` binary run inside it.
+#![allow(dead_code)] // each test file uses a part
+
+use std::path::Path;
+
+use assert_cmd::Command;
+
+pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny");
+
+pub const EXPERIMENT: &str = r#"[experiment]
+name = "tiny"
+
+[datasets.data]
+train = "train.csv"
+eval = "eval.csv"
+text_column = "review"
+
+[tasks.tfidf]
+kind = "tfidf"
+inputs = { data = "data" }
+max_features = 50
+
+[tasks.logreg]
+kind = "logreg"
+inputs = { features = "tfidf" }
+
+[tasks.nb]
+kind = "naive_bayes"
+inputs = { features = "tfidf" }
+sweep.alpha = [0.5, 1.0]
+"#;
+
+pub fn sandbox() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["train.csv", "eval.csv"] {
+        std::fs::copy(Path::new(FIXTURES).join(file), dir.path().join(file)).unwrap();
+    }
+    std::fs::write(dir.path().join("exp.toml"), EXPERIMENT).unwrap();
+    dir
+}
+
+pub fn orchestrate(dir: &Path) -> Command {
+    Command::from_std(orchestrate_process(dir))
+}
+
+/// The same as a plain process, for tests that run several at once.
+pub fn orchestrate_process(dir: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("orchestrate"));
+    cmd.current_dir(dir)
+        .env_remove("ORCHESTRATE_CACHE_DIR")
+        .env_remove("ORCHESTRATE_REPORTS_DIR");
+    cmd
+}
+
+/// The JSON lines `orchestrate --json run` printed.
+pub fn json_lines(stdout: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|err| panic!("{err}: {line}")))
+        .collect()
+}
+
+/// How many events of this kind, e.g. `task_finished`.
+pub fn count_events(events: &[serde_json::Value], kind: &str) -> usize {
+    events.iter().filter(|e| e["event"] == kind).count()
+}
+
+/// Task name → artifact key, from `orchestrate --json ls`.
+pub fn artifact_keys_by_task(dir: &Path) -> std::collections::BTreeMap<String, String> {
+    let ls = orchestrate(dir).args(["--json", "ls"]).output().unwrap();
+    let ls: Vec<serde_json::Value> = serde_json::from_slice(&ls.stdout).unwrap();
+    ls.iter()
+        .map(|a| {
+            (
+                a["task"].as_str().unwrap().to_string(),
+                a["key"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// `orchestrate verify` passes on `artifacts` artifacts.
+pub fn assert_cache_intact(dir: &Path, artifacts: usize) {
+    orchestrate(dir)
+        .arg("verify")
+        .assert()
+        .success()
+        .stdout(predicates::str::contains(format!("{artifacts} artifacts checked")))
+        .stdout(predicates::str::contains("all intact"));
+}
