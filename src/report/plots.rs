@@ -55,7 +55,8 @@ struct Series {
 }
 
 enum Axis {
-    Log,
+    /// Logarithmic with this base for the ticks.
+    Log(f64),
     Linear,
 }
 
@@ -125,7 +126,7 @@ fn accuracy_vs_rank(entries: &[Entry]) -> Result<Option<Plot>> {
         title: "Accuracy vs rank".into(),
         x_desc: "rank",
         y_desc: "accuracy",
-        x_axis: Axis::Log,
+        x_axis: Axis::Log(2.0),
         x_format: |v| format!("{v:.0}"),
         series,
         references,
@@ -173,7 +174,7 @@ fn accuracy_vs_params(entries: &[Entry]) -> Result<Option<Plot>> {
         title: "Accuracy vs trainable parameters".into(),
         x_desc: "trainable parameters (log scale)",
         y_desc: "accuracy",
-        x_axis: Axis::Log,
+        x_axis: Axis::Log(10.0),
         x_format: |v| compact(*v),
         series: vec![
             Series {
@@ -247,7 +248,14 @@ fn per_epoch(entries: &[Entry], which: Epochs) -> Result<Option<Plot>> {
         x_desc: "epoch",
         y_desc,
         x_axis: Axis::Linear,
-        x_format: |v| format!("{v:.0}"),
+        // Epochs are whole: no label on the axis' fractional ticks.
+        x_format: |v| {
+            if v.fract() == 0.0 {
+                format!("{v:.0}")
+            } else {
+                String::new()
+            }
+        },
         series,
         references: Vec::new(),
         legend,
@@ -283,7 +291,7 @@ fn line_chart(chart: &LineChart) -> Result<String> {
     let y_pad = ((y_hi - y_lo) * 0.08).max(0.01);
     let y = (y_lo - y_pad)..(y_hi + y_pad);
     match chart.x_axis {
-        Axis::Log => draw_lines(chart, ((x_lo / 1.5)..(x_hi * 1.5)).log_scale(), y),
+        Axis::Log(base) => draw_lines(chart, ((x_lo / 1.5)..(x_hi * 1.5)).log_scale().base(base), y),
         Axis::Linear => {
             let pad = ((x_hi - x_lo) * 0.05).max(0.5);
             draw_lines(chart, (x_lo - pad)..(x_hi + pad), y)
