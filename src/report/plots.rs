@@ -338,7 +338,7 @@ where
         }
         for (index, series) in chart.series.iter().enumerate() {
             let (color, width, radius) = match series.mark {
-                Mark::Frontier => (RED.to_rgba(), 2, 6),
+                Mark::Frontier => (BLACK.to_rgba(), 2, 6),
                 _ => (color(index), 2, 3),
             };
             let points: Vec<(f64, f64)> = series.points.iter().map(|(x, y, _)| (*x, y.mean)).collect();
