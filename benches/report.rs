@@ -1,7 +1,7 @@
 //! `cargo bench --bench report`: times `report` (a pure read of the cache: load the
 //! experiment, plan keys, read every metrics.json, render the table, Markdown, CSV, JSON,
 //! HTML and the SVG plots) on a real cache of 50 reported runs: naive Bayes over 10 alphas
-//! × 5 dataset sampling seeds on the tiny fixture. Target: ≤ 1 s. Plain `main`, no nightly.
+//! × 5 dataset sampling seeds on the tiny fixture (tests/fixtures/tiny/seeds.toml). Target: ≤ 1 s. Plain `main`, no nightly.
 
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
@@ -12,35 +12,14 @@ use orchestrate::reporter::Mode;
 use orchestrate::store::Store;
 use orchestrate::{plan, report};
 
-const EXPERIMENT: &str = r#"[experiment]
-name = "bench"
-
-[datasets.data]
-train = "train.csv"
-eval = "eval.csv"
-text_column = "review"
-train_size = 30
-sweep.sample_seed = [1, 2, 3, 4, 5]
-
-[tasks.tfidf]
-kind = "tfidf"
-inputs = { data = "data" }
-max_features = 50
-
-[tasks.nb]
-kind = "naive_bayes"
-inputs = { features = "tfidf" }
-sweep.alpha = [0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0]
-"#;
-
 fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny");
     for file in ["train.csv", "eval.csv"] {
         std::fs::copy(fixtures.join(file), dir.path().join(file))?;
     }
-    let file = dir.path().join("bench.toml");
-    std::fs::write(&file, EXPERIMENT)?;
+    let file = dir.path().join("seeds.toml");
+    std::fs::copy(fixtures.join("seeds.toml"), &file)?;
     let settings = Settings {
         cache_dir: dir.path().join("cache"),
         reports_dir: dir.path().join("reports"),

@@ -4,6 +4,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+#[path = "common/golden.rs"]
+mod golden;
+use golden::check;
 use orchestrate::report::{self, Report, Row};
 use orchestrate::tasks::Metrics;
 
@@ -61,16 +64,6 @@ fn fixture() -> Report {
         individual_runs: false,
         compared: Vec::new(),
     }
-}
-
-fn check(name: &str, actual: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, actual).unwrap();
-    }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|_| panic!("missing {}; run with UPDATE_GOLDEN=1", path.display()));
-    assert_eq!(actual, expected, "{name} differs from its golden file");
 }
 
 #[test]

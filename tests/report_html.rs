@@ -8,6 +8,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
+#[path = "common/golden.rs"]
+mod golden;
+use golden::check;
 use orchestrate::report::{self, plots, Report, Row};
 use orchestrate::tasks::Metrics;
 use regex::Regex;
@@ -130,16 +133,6 @@ fn outline(page: &str) -> String {
         let _ = writeln!(out, "  texts: {}", texts.join(" · "));
     }
     out
-}
-
-fn check(name: &str, actual: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, actual).unwrap();
-    }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|_| panic!("missing {}; run with UPDATE_GOLDEN=1", path.display()));
-    assert_eq!(actual, expected, "{name} differs from its golden file");
 }
 
 #[test]

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Headless-browser check of the HTML report (issue 9): renders the reports of
-#  1. a real fixture experiment on tests/fixtures/tiny (naive Bayes swept over alpha, the
-#     dataset's sample_seed swept over three seeds → mean ± std), built by `orchestrate run`;
+#  1. a real fixture experiment on tests/fixtures/tiny (seeds.toml: naive Bayes over 10 alphas,
+#     the dataset's sample_seed over 5 seeds → mean ± std), built by `orchestrate run`;
 #  2. the synthetic lab of tests/report_html.rs (rank sweep, reference levels, epochs),
 # loads each in Debian's chromium (installed with apt when missing) and asserts: no console
 # errors, every plot's <svg> has non-empty <path d=…>/<polyline points=…>, and a screenshot.
@@ -24,33 +24,7 @@ BIN="$ROOT/target/debug/orchestrate"
 
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
-cp tests/fixtures/tiny/train.csv tests/fixtures/tiny/eval.csv "$WORK/"
-cat >"$WORK/seeds.toml" <<'TOML'
-[experiment]
-name = "tiny-seeds"
-description = "tiny fixture: naive Bayes over alpha, three dataset sampling seeds"
-
-[datasets.data]
-train = "train.csv"
-eval = "eval.csv"
-text_column = "review"
-train_size = 30
-sweep.sample_seed = [1, 2, 3]
-
-[tasks.tfidf]
-kind = "tfidf"
-inputs = { data = "data" }
-max_features = 50
-
-[tasks.logreg]
-kind = "logreg"
-inputs = { features = "tfidf" }
-
-[tasks.nb]
-kind = "naive_bayes"
-inputs = { features = "tfidf" }
-sweep.alpha = [0.1, 0.5, 1.0]
-TOML
+cp tests/fixtures/tiny/train.csv tests/fixtures/tiny/eval.csv tests/fixtures/tiny/seeds.toml "$WORK/"
 (cd "$WORK" && "$BIN" --quiet run seeds.toml >/dev/null)
 grep -q "±" "$WORK/reports/tiny-seeds.md" || { echo "browser check: no mean ± std in tiny-seeds.md" >&2; exit 1; }
 
