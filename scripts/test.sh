@@ -5,6 +5,7 @@
 #  2. a throwaway one-node Slurm cluster on loopback for tests/slurm.rs, stopped on exit
 #  3. cargo test
 #  4. the round trip through Hugging Face transformers (scripts/setup-hf.sh, roundtrip.sh)
+#  5. the HTML report in headless chromium (tests/browser/check.sh; apt-installs chromium)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -17,3 +18,4 @@ source target/slurm-ws/slurm.env
 ORCHESTRATE_REQUIRE_SLURM=1 cargo test --locked
 bash scripts/setup-hf.sh
 bash scripts/roundtrip.sh
+bash tests/browser/check.sh

@@ -42,6 +42,8 @@ pub struct RunArgs<'a> {
     pub executor: Option<ExecutorKind>,
     /// Slurm: submit the jobs and return.
     pub detach: bool,
+    /// Report every run instead of mean ± std over seeds.
+    pub individual_runs: bool,
 }
 
 /// `run`: returns true when every selected task is cached or succeeded.
@@ -82,7 +84,8 @@ pub fn run(settings: &Settings, files: &[PathBuf], args: &RunArgs) -> Result<boo
         }
         // The table is regenerated from the cache, exactly as `report` would.
         let plan = plan::plan(&experiment, &store)?;
-        let report = report::collect(&plan, &store)?;
+        let mut report = report::collect(&plan, &store)?;
+        report.individual_runs = args.individual_runs;
         emit_report(settings, &report)?;
     }
     Ok(all_ok)
@@ -128,11 +131,17 @@ fn emit_report(settings: &Settings, report: &report::Report) -> Result<()> {
     match settings.mode {
         Mode::Json => println!(
             "{}",
-            serde_json::to_string(&json!({"event": "report", "report": report, "files": paths}))?
+            serde_json::to_string(
+                &json!({"event": "report", "report": report::table::json_value(report), "files": paths})
+            )?
         ),
         Mode::Human | Mode::Quiet => {
             if !report.rows.is_empty() {
                 println!("{}", report::table(report));
+            }
+            let shared = report::table::layout(report).shared;
+            if !shared.is_empty() {
+                println!("shared by every row: {}", report::table::shared_text(&shared));
             }
             if !report.missing.is_empty() {
                 eprintln!("not in the cache: {}", report.missing.join(", "));
@@ -388,14 +397,25 @@ fn explain(plan: &Plan, index: usize, depth: usize, out: &mut String) {
     }
 }
 
+/// How `report` presents what it reads.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReportOptions {
+    /// Every run on its own line instead of mean ± std over seeds.
+    pub individual_runs: bool,
+    /// All files in one side-by-side report instead of one report each.
+    pub compare: bool,
+}
+
 /// `report`: pure read of the cache. Returns false when some reporting task is missing.
-pub fn report(settings: &Settings, files: &[PathBuf]) -> Result<bool> {
+pub fn report(settings: &Settings, files: &[PathBuf], options: ReportOptions) -> Result<bool> {
     let store = Store::open_existing(&settings.cache_dir);
     let mut complete = true;
+    let mut reports = Vec::new();
     for file in files {
         let experiment = load(file)?;
         let plan = plan::plan(&experiment, &store)?;
-        let report = report::collect(&plan, &store)?;
+        let mut report = report::collect(&plan, &store)?;
+        report.individual_runs = options.individual_runs;
         complete &= report.missing.is_empty();
         if !report.missing.is_empty() && settings.mode != Mode::Json {
             eprintln!(
@@ -406,7 +426,14 @@ pub fn report(settings: &Settings, files: &[PathBuf]) -> Result<bool> {
                 file.display()
             );
         }
-        emit_report(settings, &report)?;
+        reports.push(report);
+    }
+    if options.compare {
+        emit_report(settings, &report::compare::merge(reports))?;
+    } else {
+        for report in &reports {
+            emit_report(settings, report)?;
+        }
     }
     Ok(complete)
 }

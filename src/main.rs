@@ -19,7 +19,7 @@ struct Cli {
     /// Artifact cache directory.
     #[arg(long, global = true, env = "ORCHESTRATE_CACHE_DIR", default_value = "cache")]
     cache_dir: PathBuf,
-    /// Where `run` and `report` write <experiment>.{md,csv,json}.
+    /// Where `run` and `report` write <experiment>.{md,csv,json,html} and plots.
     #[arg(long, global = true, env = "ORCHESTRATE_REPORTS_DIR", default_value = "reports")]
     reports_dir: PathBuf,
     /// Print only the results table and errors.
@@ -56,6 +56,9 @@ enum Command {
         /// Slurm: submit the jobs and return; follow later with `status --follow`.
         #[arg(long)]
         detach: bool,
+        /// Report every run instead of mean ± std over seeds.
+        #[arg(long)]
+        runs: bool,
     },
     /// Show each task's key and whether it is cached or will run, and why.
     Plan {
@@ -87,10 +90,16 @@ enum Command {
         #[arg(short, long, default_value = "experiments/lab.toml")]
         experiment: PathBuf,
     },
-    /// Regenerate the comparison tables from the cache; runs nothing.
+    /// Regenerate the comparison tables, HTML and plots from the cache; runs nothing.
     Report {
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Every run on its own line instead of mean ± std over seeds.
+        #[arg(long)]
+        runs: bool,
+        /// Put the experiments side by side in one report (reports/compare-<a>-<b>.*).
+        #[arg(long)]
+        compare: bool,
     },
     /// Remove artifacts that none of the given experiments references.
     Gc {
@@ -147,6 +156,7 @@ fn main() -> ExitCode {
             fail_fast,
             executor,
             detach,
+            runs,
         } => {
             let args = RunArgs {
                 only,
@@ -156,6 +166,7 @@ fn main() -> ExitCode {
                 cancel: &CANCEL,
                 executor,
                 detach,
+                individual_runs: runs,
             };
             commands::run(&settings, &files, &args)
         }
@@ -163,7 +174,14 @@ fn main() -> ExitCode {
         Command::Status { files, follow } => commands::status(&settings, &files, follow, &CANCEL),
         Command::Worker { experiment, task, key } => commands::worker(&settings, &experiment, &task, &key, &CANCEL),
         Command::Why { task, experiment } => printed(commands::why(&settings, &experiment, &task)),
-        Command::Report { files } => commands::report(&settings, &files),
+        Command::Report { files, runs, compare } => commands::report(
+            &settings,
+            &files,
+            commands::ReportOptions {
+                individual_runs: runs,
+                compare,
+            },
+        ),
         Command::Gc { files, dry_run } => printed(commands::gc(&settings, &files, dry_run)),
         Command::Ls => printed(commands::ls(&settings)),
         Command::Inspect { model, method } => {

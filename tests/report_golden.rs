@@ -4,16 +4,21 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+#[path = "common/golden.rs"]
+mod golden;
+use golden::check;
 use orchestrate::report::{self, Report, Row};
 use orchestrate::tasks::Metrics;
 
 fn row(task: &str, group: &str, kind: &str, sweep: &[(&str, &str)], metrics: Metrics) -> Row {
     Row {
+        experiment: "golden".into(),
         task: task.into(),
         group: group.into(),
         kind: kind.into(),
         sweep: sweep.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         key: format!("{:0>64}", task.len()),
+        params: BTreeMap::new(),
         metrics,
     }
 }
@@ -56,17 +61,9 @@ fn fixture() -> Report {
             row("bare", "bare", "logreg", &[], Metrics::default()),
         ],
         missing: vec!["finetune".into()],
+        individual_runs: false,
+        compared: Vec::new(),
     }
-}
-
-fn check(name: &str, actual: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, actual).unwrap();
-    }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|_| panic!("missing {}; run with UPDATE_GOLDEN=1", path.display()));
-    assert_eq!(actual, expected, "{name} differs from its golden file");
 }
 
 #[test]
@@ -92,14 +89,25 @@ fn terminal_table() {
 }
 
 #[test]
-fn write_files_writes_all_three() {
+fn write_files_writes_tables_html_and_plots() {
     let dir = tempfile::tempdir().unwrap();
     let paths = report::write_files(&fixture(), dir.path()).unwrap();
     let names: Vec<String> = paths
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names, ["golden.md", "golden.csv", "golden.json"]);
+    assert_eq!(
+        names,
+        [
+            "golden.md",
+            "golden.csv",
+            "golden.json",
+            "golden.html",
+            "accuracy-vs-params.svg",
+            "time-per-task.svg"
+        ]
+    );
+    assert!(paths[4].ends_with("golden/accuracy-vs-params.svg"));
     assert_eq!(
         std::fs::read_to_string(&paths[0]).unwrap(),
         report::markdown(&fixture())

@@ -1,21 +1,35 @@
-//! Comparison reports, read from the cache only: a terminal table (comfy-table) and
-//! `reports/<experiment>.{md,csv,json}`.
+//! Comparison reports, read from the cache only (never runs a task): a terminal table
+//! and `reports/<experiment>.{md,csv,json,html}` plus one SVG per plot in
+//! `reports/<experiment>/`.
+//!
+//! [`collect`] reads rows (one per run) from the cache; [`aggregate`] folds runs that
+//! differ only by a seed into entries (mean ± std); [`table`], [`plots`] and [`html`]
+//! render entries; [`compare`] merges several experiments into one report.
 
-use std::fmt::Write as _;
+pub mod aggregate;
+pub mod compare;
+pub mod html;
+pub mod plots;
+pub mod table;
+
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
-use comfy_table::{presets, CellAlignment, ContentArrangement, Table};
 use serde::Serialize;
 
+pub use self::aggregate::{aggregate, Entry, Stat};
+pub use self::table::{csv, json, markdown, table, thousands};
 use crate::plan::{Plan, Status};
+use crate::spec::Experiment;
 use crate::store::Store;
 use crate::tasks::Metrics;
-use crate::util::{human_duration, write_atomic};
+use crate::util::write_atomic;
 
 /// One row of the comparison: a task whose kind reports metrics.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Row {
+    pub experiment: String,
     pub task: String,
     /// The declared task name: sweep members share it and are listed together.
     pub group: String,
@@ -23,6 +37,9 @@ pub struct Row {
     /// Sweep coordinates of the member, e.g. `{"alpha": "0.5"}`.
     pub sweep: Vec<(String, String)>,
     pub key: String,
+    /// Resolved parameters of the task, and of its inputs prefixed by slot
+    /// (`features.max_features`, `features.data.train`).
+    pub params: BTreeMap<String, serde_json::Value>,
     pub metrics: Metrics,
 }
 
@@ -33,6 +50,22 @@ pub struct Report {
     pub rows: Vec<Row>,
     /// Reporting tasks with no artifact for their current key.
     pub missing: Vec<String>,
+    /// Show every run on its own line instead of mean ± std over seeds (`--runs`).
+    pub individual_runs: bool,
+    /// A comparison (`report --compare`): the experiments side by side.
+    pub compared: Vec<String>,
+}
+
+impl Report {
+    /// What every renderer shows: runs folded over seeds unless `individual_runs`.
+    pub fn entries(&self) -> Vec<Entry> {
+        aggregate(&self.rows, self.individual_runs)
+    }
+
+    /// File stem of the outputs.
+    pub fn stem(&self) -> String {
+        self.experiment.replace(['/', '\\'], "_")
+    }
 }
 
 /// Gathers the metrics of every reporting task of a plan from the cache. Runs nothing.
@@ -40,7 +73,7 @@ pub fn collect(plan: &Plan, store: &Store) -> Result<Report> {
     let experiment = plan.experiment;
     let mut rows = Vec::new();
     let mut missing = Vec::new();
-    for (task, entry) in experiment.tasks.iter().zip(&plan.entries) {
+    for (index, (task, entry)) in experiment.tasks.iter().zip(&plan.entries).enumerate() {
         if !task.kind.reports() {
             continue;
         }
@@ -51,11 +84,13 @@ pub fn collect(plan: &Plan, store: &Store) -> Result<Report> {
                 let metrics: Metrics = serde_json::from_slice(&bytes)
                     .with_context(|| format!("{} is not valid metrics", path.display()))?;
                 rows.push(Row {
+                    experiment: experiment.name.clone(),
                     task: task.name.clone(),
                     group: task.group.clone(),
                     kind: task.kind.kind().to_string(),
                     sweep: task.labels.clone(),
                     key: entry.key.clone(),
+                    params: flat_params(experiment, index),
                     metrics,
                 });
             }
@@ -76,131 +111,56 @@ pub fn collect(plan: &Plan, store: &Store) -> Result<Report> {
         description: experiment.description.clone(),
         rows,
         missing,
+        individual_runs: false,
+        compared: Vec::new(),
     })
 }
 
-pub const COLUMNS: [&str; 7] = [
-    "task",
-    "method",
-    "trainable params",
-    "accuracy",
-    "F1",
-    "train time",
-    "eval time",
-];
-
-fn cells(row: &Row) -> [String; 7] {
-    let m = &row.metrics;
-    let number = |v: Option<f64>| v.map_or_else(|| "–".to_string(), |v| format!("{v:.3}"));
-    let time = |v: Option<f64>| v.map_or_else(|| "–".to_string(), human_duration);
-    [
-        row.task.clone(),
-        m.method.clone().unwrap_or_else(|| row.kind.clone()),
-        m.trainable_params.map_or_else(|| "–".to_string(), thousands),
-        number(m.accuracy),
-        number(m.f1),
-        time(m.train_time_s),
-        time(m.eval_time_s),
-    ]
-}
-
-/// `66955010` → `66,955,010`.
-pub fn thousands(value: u64) -> String {
-    let digits = value.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
+/// A task's parameters and, under `<slot>.`, those of everything upstream of it.
+fn flat_params(experiment: &Experiment, index: usize) -> BTreeMap<String, serde_json::Value> {
+    let mut flat = BTreeMap::new();
+    let task = &experiment.tasks[index];
+    if let Some(object) = task.params.as_object() {
+        flat.extend(object.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
-    out
-}
-
-/// The terminal table.
-pub fn table(report: &Report) -> Table {
-    let mut table = Table::new();
-    table
-        .load_preset(presets::UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header(COLUMNS);
-    for row in &report.rows {
-        table.add_row(cells(row));
-    }
-    for column in 2..COLUMNS.len() {
-        if let Some(column) = table.column_mut(column) {
-            column.set_cell_alignment(CellAlignment::Right);
+    for (slot, &upstream) in &task.inputs {
+        for (key, value) in flat_params(experiment, upstream) {
+            flat.insert(format!("{slot}.{key}"), value);
         }
     }
-    table
+    flat
 }
 
-pub fn markdown(report: &Report) -> String {
-    let mut out = format!("# {}\n\n", report.experiment);
-    if let Some(description) = &report.description {
-        let _ = write!(out, "{description}\n\n");
-    }
-    let _ = writeln!(out, "| {} |", COLUMNS.join(" | "));
-    let _ = writeln!(
-        out,
-        "|{}",
-        ["---|", "---|", "---:|", "---:|", "---:|", "---:|", "---:|"].concat()
-    );
-    for row in &report.rows {
-        let escaped: Vec<String> = cells(row).iter().map(|c| c.replace('|', "\\|")).collect();
-        let _ = writeln!(out, "| {} |", escaped.join(" | "));
-    }
-    if !report.missing.is_empty() {
-        let _ = write!(out, "\nNot in the cache yet: {}.\n", report.missing.join(", "));
-    }
-    out
-}
-
-pub fn csv(report: &Report) -> Result<String> {
-    let mut writer = ::csv::Writer::from_writer(Vec::new());
-    writer.write_record([
-        "task",
-        "group",
-        "kind",
-        "method",
-        "trainable_params",
-        "accuracy",
-        "f1",
-        "train_time_s",
-        "eval_time_s",
-        "key",
-    ])?;
-    let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
-    for row in &report.rows {
-        let m = &row.metrics;
-        writer.write_record([
-            row.task.clone(),
-            row.group.clone(),
-            row.kind.clone(),
-            m.method.clone().unwrap_or_default(),
-            m.trainable_params.map(|p| p.to_string()).unwrap_or_default(),
-            opt(m.accuracy),
-            opt(m.f1),
-            opt(m.train_time_s),
-            opt(m.eval_time_s),
-            row.key.clone(),
-        ])?;
-    }
-    Ok(String::from_utf8(writer.into_inner()?)?)
-}
-
-pub fn json(report: &Report) -> Result<String> {
-    Ok(serde_json::to_string_pretty(report)? + "\n")
-}
-
-/// Writes `<dir>/<experiment>.{md,csv,json}` atomically; returns the paths.
+/// Writes `<dir>/<stem>.{md,csv,json,html}` and `<dir>/<stem>/<plot>.svg` atomically,
+/// removing SVGs of plots that no longer apply; returns the paths.
 pub fn write_files(report: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
-    let stem = report.experiment.replace(['/', '\\'], "_");
-    let outputs = [("md", markdown(report)), ("csv", csv(report)?), ("json", json(report)?)];
+    let stem = report.stem();
+    let plots = plots::draw(&report.entries())?;
+    let outputs = [
+        ("md", markdown(report)),
+        ("csv", csv(report)?),
+        ("json", json(report)?),
+        ("html", html::page(report, &plots)),
+    ];
     let mut paths = Vec::new();
     for (extension, content) in outputs {
         let path = dir.join(format!("{stem}.{extension}"));
         write_atomic(&path, content.as_bytes())?;
+        paths.push(path);
+    }
+    let plot_dir = dir.join(&stem);
+    if plot_dir.is_dir() {
+        for stale in std::fs::read_dir(&plot_dir)? {
+            let path = stale?.path();
+            let current = plots.iter().any(|p| path.file_stem().is_some_and(|s| s == p.name));
+            if path.extension().is_some_and(|e| e == "svg") && !current {
+                std::fs::remove_file(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+            }
+        }
+    }
+    for plot in &plots {
+        let path = plot_dir.join(format!("{}.svg", plot.name));
+        write_atomic(&path, plot.svg.as_bytes())?;
         paths.push(path);
     }
     Ok(paths)

@@ -279,14 +279,8 @@ fn resolve_instance(
             ),
         )
     })?;
-    let name = if labels.is_empty() {
-        task.clone()
-    } else {
-        let coordinates: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        format!("{task}[{}]", coordinates.join(","))
-    };
     Ok(TaskInstance {
-        name,
+        name: member_name(task, &labels),
         group: task.clone(),
         kind: declaration.kind,
         params,
@@ -295,6 +289,15 @@ fn resolve_instance(
         base_dir: declaration.base_dir.clone(),
         location: declaration.name.location.clone(),
     })
+}
+
+/// A sweep member's name: `logreg[c=0.5,max_iter=100]`, or the declared name alone.
+pub fn member_name(group: &str, labels: &[(String, String)]) -> String {
+    if labels.is_empty() {
+        return group.to_string();
+    }
+    let coordinates: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!("{group}[{}]", coordinates.join(","))
 }
 
 /// How a sweep value appears in a member name: strings bare, numbers as written.

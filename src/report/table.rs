@@ -1,0 +1,263 @@
+//! The comparison table as text: one [`Layout`] (columns and formatted cells) shared by the
+//! terminal (comfy-table), Markdown and HTML; CSV and JSON carry the unformatted numbers.
+
+use std::fmt::Write as _;
+
+use anyhow::Result;
+use comfy_table::{presets, CellAlignment, ContentArrangement, Table};
+use serde_json::json;
+
+use super::compare::{self, ParamSplit};
+use super::{Entry, Report, Stat};
+use crate::util::human_duration;
+
+pub struct Column {
+    pub title: String,
+    /// Right-aligned.
+    pub numeric: bool,
+}
+
+/// The table every human-readable renderer shows.
+pub struct Layout {
+    pub columns: Vec<Column>,
+    pub rows: Vec<Vec<String>>,
+    /// Comparisons: parameters equal in every row, shown once instead of as columns.
+    pub shared: Vec<(String, String)>,
+}
+
+const DASH: &str = "–";
+
+pub fn layout(report: &Report) -> Layout {
+    layout_of(report, &report.entries())
+}
+
+pub fn layout_of(report: &Report, entries: &[Entry]) -> Layout {
+    let comparing = !report.compared.is_empty();
+    let split = if comparing {
+        compare::split_params(entries)
+    } else {
+        ParamSplit::default()
+    };
+    let with_n = entries.iter().any(|e| e.n > 1);
+    let mut columns = Vec::new();
+    let mut column = |title: &str, numeric: bool| {
+        columns.push(Column {
+            title: title.to_string(),
+            numeric,
+        })
+    };
+    if comparing {
+        column("experiment", false);
+    }
+    column("task", false);
+    column("method", false);
+    for key in &split.varying {
+        column(key, false);
+    }
+    for title in ["trainable params", "accuracy", "F1", "train time", "eval time"] {
+        column(title, true);
+    }
+    if with_n {
+        column("n", true);
+    }
+    let number = |s: &Option<Stat>| stat_text(s, |v| format!("{v:.3}"));
+    let time = |s: &Option<Stat>| stat_text(s, human_duration);
+    let rows = entries
+        .iter()
+        .map(|e| {
+            let mut cells = Vec::new();
+            if comparing {
+                cells.push(e.experiment.clone());
+            }
+            cells.push(e.task.clone());
+            cells.push(e.method.clone().unwrap_or_else(|| e.kind.clone()));
+            for key in &split.varying {
+                cells.push(e.params.get(key).map_or_else(|| DASH.to_string(), compare::value_text));
+            }
+            cells.push(e.trainable_params.map_or_else(|| DASH.to_string(), thousands));
+            cells.extend([
+                number(&e.accuracy),
+                number(&e.f1),
+                time(&e.train_time_s),
+                time(&e.eval_time_s),
+            ]);
+            if with_n {
+                cells.push(e.n.to_string());
+            }
+            cells
+        })
+        .collect();
+    Layout {
+        columns,
+        rows,
+        shared: split.shared,
+    }
+}
+
+/// `0.897 ± 0.013`; the mean alone for a single run.
+fn stat_text(stat: &Option<Stat>, format: impl Fn(f64) -> String) -> String {
+    match stat {
+        None => DASH.to_string(),
+        Some(Stat {
+            mean, std: Some(std), ..
+        }) => format!("{} ± {}", format(*mean), format(*std)),
+        Some(Stat { mean, .. }) => format(*mean),
+    }
+}
+
+/// `66955010` → `66,955,010`.
+pub fn thousands(value: u64) -> String {
+    let digits = value.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `key=value, …` for the parameters a comparison shares.
+pub fn shared_text(shared: &[(String, String)]) -> String {
+    shared
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The terminal table.
+pub fn table(report: &Report) -> Table {
+    let layout = layout(report);
+    let mut table = Table::new();
+    table
+        .load_preset(presets::UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(layout.columns.iter().map(|c| c.title.as_str()));
+    for row in layout.rows {
+        table.add_row(row);
+    }
+    for (index, column) in layout.columns.iter().enumerate() {
+        if let (true, Some(target)) = (column.numeric, table.column_mut(index)) {
+            target.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    table
+}
+
+pub fn markdown(report: &Report) -> String {
+    let layout = layout(report);
+    let mut out = format!("# {}\n\n", report.experiment);
+    if let Some(description) = &report.description {
+        let _ = write!(out, "{description}\n\n");
+    }
+    let escape = |cell: &str| cell.replace('|', "\\|");
+    let titles: Vec<String> = layout.columns.iter().map(|c| escape(&c.title)).collect();
+    let _ = writeln!(out, "| {} |", titles.join(" | "));
+    let rule: String = layout
+        .columns
+        .iter()
+        .map(|c| if c.numeric { "---:|" } else { "---|" })
+        .collect();
+    let _ = writeln!(out, "|{rule}");
+    for row in &layout.rows {
+        let escaped: Vec<String> = row.iter().map(|c| escape(c)).collect();
+        let _ = writeln!(out, "| {} |", escaped.join(" | "));
+    }
+    if !layout.shared.is_empty() {
+        let _ = write!(
+            out,
+            "\nShared by every row: {}.\n",
+            escape(&shared_text(&layout.shared))
+        );
+    }
+    if !report.missing.is_empty() {
+        let _ = write!(out, "\nNot in the cache yet: {}.\n", report.missing.join(", "));
+    }
+    out
+}
+
+/// One line per entry with unformatted numbers; `_std` columns are empty for single runs.
+pub fn csv(report: &Report) -> Result<String> {
+    let entries = report.entries();
+    let comparing = !report.compared.is_empty();
+    let varying = if comparing {
+        compare::split_params(&entries).varying
+    } else {
+        Vec::new()
+    };
+    let mut writer = ::csv::Writer::from_writer(Vec::new());
+    let mut header: Vec<String> = Vec::new();
+    if comparing {
+        header.push("experiment".into());
+    }
+    header.extend(["task", "group", "kind", "method"].map(String::from));
+    header.extend(varying.iter().cloned());
+    header.extend(
+        [
+            "trainable_params",
+            "accuracy",
+            "accuracy_std",
+            "f1",
+            "f1_std",
+            "train_time_s",
+            "train_time_s_std",
+            "eval_time_s",
+            "eval_time_s_std",
+            "n",
+            "keys",
+        ]
+        .map(String::from),
+    );
+    writer.write_record(&header)?;
+    for e in &entries {
+        let mut record: Vec<String> = Vec::new();
+        if comparing {
+            record.push(e.experiment.clone());
+        }
+        record.extend([
+            e.task.clone(),
+            e.group.clone(),
+            e.kind.clone(),
+            e.method.clone().unwrap_or_default(),
+        ]);
+        record.extend(
+            varying
+                .iter()
+                .map(|k| e.params.get(k).map(compare::value_text).unwrap_or_default()),
+        );
+        record.push(e.trainable_params.map(|p| p.to_string()).unwrap_or_default());
+        for stat in [&e.accuracy, &e.f1, &e.train_time_s, &e.eval_time_s] {
+            record.push(stat.map(|s| s.mean.to_string()).unwrap_or_default());
+            record.push(stat.and_then(|s| s.std).map(|s| s.to_string()).unwrap_or_default());
+        }
+        record.push(e.n.to_string());
+        record.push(e.keys.join(" "));
+        writer.write_record(&record)?;
+    }
+    Ok(String::from_utf8(writer.into_inner()?)?)
+}
+
+/// The report as JSON: the entries the table shows, and every run with all its metrics.
+pub fn json(report: &Report) -> Result<String> {
+    Ok(serde_json::to_string_pretty(&json_value(report))? + "\n")
+}
+
+pub fn json_value(report: &Report) -> serde_json::Value {
+    let entries = report.entries();
+    let mut value = json!({
+        "experiment": report.experiment,
+        "description": report.description,
+        "individual_runs": report.individual_runs,
+        "entries": entries,
+        "rows": report.rows,
+        "missing": report.missing,
+    });
+    if !report.compared.is_empty() {
+        let shared = compare::split_params(&entries).shared;
+        value["compared"] = json!(report.compared);
+        value["shared_params"] = json!(shared.into_iter().collect::<std::collections::BTreeMap<_, _>>());
+    }
+    value
+}
