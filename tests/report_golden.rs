@@ -2,7 +2,6 @@
 //! `UPDATE_GOLDEN=1 cargo test --test report_golden` and review the diff.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 #[path = "common/golden.rs"]
 mod golden;

@@ -7,10 +7,10 @@ use std::path::Path;
 use std::process::{Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
-use assert_cmd::Command;
 use serde_json::Value;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny");
+mod support;
+use support::{orchestrate, sandbox_with as sandbox};
 
 const EXPERIMENT: &str = r#"[experiment]
 name = "tiny"
@@ -51,23 +51,6 @@ fn slurm_available() -> bool {
         "skipped: no SLURM_CONF (start a cluster with tests/slurm/start.sh and source target/slurm-ws/slurm.env)"
     );
     false
-}
-
-fn sandbox(experiment: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for file in ["train.csv", "eval.csv"] {
-        std::fs::copy(Path::new(FIXTURES).join(file), dir.path().join(file)).unwrap();
-    }
-    std::fs::write(dir.path().join("exp.toml"), experiment).unwrap();
-    dir
-}
-
-fn orchestrate(dir: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("orchestrate").unwrap();
-    cmd.current_dir(dir)
-        .env_remove("ORCHESTRATE_CACHE_DIR")
-        .env_remove("ORCHESTRATE_REPORTS_DIR");
-    cmd
 }
 
 /// Runs `orchestrate --json run …`; returns the exit success and the events.

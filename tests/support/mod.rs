@@ -32,11 +32,16 @@ sweep.alpha = [0.5, 1.0]
 "#;
 
 pub fn sandbox() -> tempfile::TempDir {
+    sandbox_with(EXPERIMENT)
+}
+
+/// The tiny fixture's CSVs next to `exp.toml` holding `experiment`.
+pub fn sandbox_with(experiment: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for file in ["train.csv", "eval.csv"] {
         std::fs::copy(Path::new(FIXTURES).join(file), dir.path().join(file)).unwrap();
     }
-    std::fs::write(dir.path().join("exp.toml"), EXPERIMENT).unwrap();
+    std::fs::write(dir.path().join("exp.toml"), experiment).unwrap();
     dir
 }
 
