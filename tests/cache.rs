@@ -2,7 +2,7 @@
 //! corruption and failed writes.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
 use orchestrate::plan::{self, Reason, Status};
@@ -10,7 +10,7 @@ use orchestrate::scheduler::{self, Options, Outcome};
 use orchestrate::spec;
 use orchestrate::store::Store;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny");
+mod support;
 
 const EXPERIMENT: &str = r#"
 [experiment]
@@ -43,13 +43,9 @@ struct Sandbox {
 
 impl Sandbox {
     fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        for file in ["train.csv", "eval.csv"] {
-            std::fs::copy(Path::new(FIXTURES).join(file), dir.path().join(file)).unwrap();
+        Self {
+            dir: support::sandbox_with(EXPERIMENT),
         }
-        let sandbox = Self { dir };
-        sandbox.write("exp.toml", EXPERIMENT);
-        sandbox
     }
 
     fn path(&self, name: &str) -> PathBuf {

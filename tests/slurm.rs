@@ -91,6 +91,20 @@ fn rows_without_times(events: &[Value]) -> Vec<Value> {
         .collect()
 }
 
+/// `orchestrate --json run exp.toml --executor slurm` in the background, with its events
+/// as they come.
+fn spawn_driver(dir: &Path) -> (std::process::Child, impl Iterator<Item = Value>) {
+    let mut driver = support::orchestrate_process(dir)
+        .args(["--json", "run", "exp.toml", "--executor", "slurm"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(driver.stdout.take().unwrap());
+    let events = stdout.lines().map(|line| serde_json::from_str(&line.unwrap()).unwrap());
+    (driver, events)
+}
+
 fn job_states(ids: &[String]) -> Vec<String> {
     let output = Process::new("squeue")
         .args(["-h", "-t", "all", "-o", "%T", "-j", &ids.join(",")])
@@ -225,16 +239,9 @@ fn killing_the_driver_mid_run_and_rerunning_reuses_finished_artifacts() {
         return;
     }
     let dir = sandbox(EXPERIMENT);
-    let mut driver = Process::new(assert_cmd::cargo::cargo_bin("orchestrate"))
-        .current_dir(dir.path())
-        .args(["--json", "run", "exp.toml", "--executor", "slurm"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut driver, events) = spawn_driver(dir.path());
     let mut finished_before_kill = Vec::new();
-    for line in BufReader::new(driver.stdout.take().unwrap()).lines() {
-        let event: Value = serde_json::from_str(&line.unwrap()).unwrap();
+    for event in events {
         if event["event"] == "task_finished" {
             finished_before_kill.push(event["task"].as_str().unwrap().to_string());
             break;
@@ -294,16 +301,9 @@ fn interrupting_the_driver_cancels_its_jobs() {
     // A long first job keeps the rest pending.
     let experiment = EXPERIMENT.replace("cpus = 1", "cpus = 1\nsbatch_args = [\"--begin=now+60\"]");
     let dir = sandbox(&experiment);
-    let mut driver = Process::new(assert_cmd::cargo::cargo_bin("orchestrate"))
-        .current_dir(dir.path())
-        .args(["--json", "run", "exp.toml", "--executor", "slurm"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (mut driver, events) = spawn_driver(dir.path());
     let mut jobs = Vec::new();
-    for line in BufReader::new(driver.stdout.take().unwrap()).lines() {
-        let event: Value = serde_json::from_str(&line.unwrap()).unwrap();
+    for event in events {
         if event["event"] == "task_submitted" {
             jobs.push(event["job"].as_str().unwrap().to_string());
             if jobs.len() == 5 {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
-use super::tokenize::{self, model_path};
+use super::tokenize::{self, model_files, model_path};
 use super::{Context, Metrics, Slot, Task};
 use crate::model::{DeviceChoice, Pooling};
 use crate::train::{self, TokenExamples};
@@ -57,7 +57,7 @@ impl Task for Evaluate {
 
     fn files(params: &Params, base_dir: &Path) -> Result<Vec<(&'static str, PathBuf)>> {
         match &params.model {
-            Some(model) => Ok(vec![("model", model_path(base_dir, model)?)]),
+            Some(model) => model_files(base_dir, model),
             None => Ok(Vec::new()),
         }
     }

@@ -13,7 +13,7 @@ use safetensors::tensor::{Dtype, TensorView};
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-use super::tokenize::{self, model_path};
+use super::tokenize::{self, model_files, model_path};
 use super::{Context, Metrics, Slot, Task};
 use crate::model::{DeviceChoice, Pooling};
 use crate::train::{self, Examples, FeatureExamples, Inputs, TokenExamples};
@@ -56,7 +56,7 @@ impl Task for Features {
     }
 
     fn files(params: &Params, base_dir: &Path) -> Result<Vec<(&'static str, PathBuf)>> {
-        Ok(vec![("model", model_path(base_dir, &params.model)?)])
+        model_files(base_dir, &params.model)
     }
 
     fn run(params: &Params, ctx: &Context) -> Result<Metrics> {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use super::tokenize::{self, model_path};
+use super::tokenize::{self, model_files};
 use super::{Context, Metrics, Slot, Task};
 use crate::model::Method;
 use crate::train::{self, TrainParams};
@@ -23,7 +23,7 @@ impl Task for Finetune {
     }
 
     fn files(params: &TrainParams, base_dir: &Path) -> Result<Vec<(&'static str, PathBuf)>> {
-        Ok(vec![("model", model_path(base_dir, &params.model)?)])
+        model_files(base_dir, &params.model)
     }
 
     fn reports() -> bool {

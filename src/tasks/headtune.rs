@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 
-use super::tokenize::{self, model_path};
+use super::tokenize::{self, model_files, model_path};
 use super::{features, Context, Metrics, Slot, Task};
 use crate::model::Method;
 use crate::train::{self, TrainParams};
@@ -26,7 +26,7 @@ impl Task for Headtune {
     }
 
     fn files(params: &TrainParams, base_dir: &Path) -> Result<Vec<(&'static str, PathBuf)>> {
-        Ok(vec![("model", model_path(base_dir, &params.model)?)])
+        model_files(base_dir, &params.model)
     }
 
     fn reports() -> bool {

@@ -73,6 +73,11 @@ pub fn model_path(base_dir: &Path, model: &str) -> Result<PathBuf> {
     }
 }
 
+/// The `files` of a kind whose `model` parameter names the model: its digest keys the task.
+pub fn model_files(base_dir: &Path, model: &str) -> Result<Vec<(&'static str, PathBuf)>> {
+    Ok(vec![("model", model_path(base_dir, model)?)])
+}
+
 impl Task for Tokenize {
     const KIND: &'static str = "tokenize";
     const VERSION: u32 = 1;
@@ -84,7 +89,7 @@ impl Task for Tokenize {
     }
 
     fn files(params: &Params, base_dir: &Path) -> Result<Vec<(&'static str, PathBuf)>> {
-        Ok(vec![("model", model_path(base_dir, &params.model)?)])
+        model_files(base_dir, &params.model)
     }
 
     fn run(params: &Params, ctx: &Context) -> Result<Metrics> {
