@@ -37,7 +37,7 @@ fn main() -> anyhow::Result<()> {
         individual_runs: false,
     };
     // Build the cache once (not timed).
-    assert!(commands::run(&settings, &[file.clone()], &args)?);
+    assert!(commands::run(&settings, std::slice::from_ref(&file), &args)?);
 
     let mut times = Vec::new();
     let (mut rows, mut entries) = (0, 0);

@@ -6,7 +6,11 @@ unexpected weights and give the same logits (max abs diff <= 1e-4).
     ORCHESTRATE_ROUNDTRIP_DIR=target/roundtrip cargo test --test model_roundtrip
     .venv-hf/bin/python scripts/check_roundtrip.py target/roundtrip
 
-(scripts/roundtrip.sh runs both.) Needs torch==2.11.0, transformers, safetensors.
+A folder with `adapter/` holds a PEFT adapter (LoRA, IA3) and its `base/` model: PEFT's
+PeftModel.from_pretrained must reproduce the Rust logits, and `merged/` (LoRA merged into
+the weights) must too, in plain transformers.
+
+(scripts/roundtrip.sh runs both.) Needs torch==2.11.0, transformers, peft, safetensors.
 """
 import os
 import sys
@@ -18,7 +22,39 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 TOL = 1e-4
 
 
+def check_adapter(folder):
+    """An adapter folder: PEFT loads `adapter/` onto `base/` and must give the Rust logits."""
+    from peft import PeftModel
+
+    rust = load_file(os.path.join(folder, "rust_outputs.safetensors"))
+    base = AutoModelForSequenceClassification.from_pretrained(os.path.join(folder, "base"))
+    model = PeftModel.from_pretrained(base, os.path.join(folder, "adapter"), is_trainable=True)
+    model.eval()
+    # PEFT's trainable parameters are exactly what orchestrate trained and saved.
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    saved = sum(t.numel() for t in load_file(os.path.join(folder, "adapter", "adapter_model.safetensors")).values())
+    if trainable != saved:
+        raise SystemExit(f"{folder}: PEFT trains {trainable} parameters, the adapter holds {saved}")
+    with torch.no_grad():
+        logits = model(input_ids=rust["input_ids"], attention_mask=rust["attention_mask"]).logits
+    diff = (logits - rust["logits"]).abs().max().item()
+    kind = model.peft_config["default"].peft_type
+    print(f"{folder}: PEFT {kind} on {type(base).__name__}, {trainable:,} trainable, logits {tuple(logits.shape)}, max abs diff {diff:.3e}")
+    if diff > TOL:
+        raise SystemExit(f"{folder}: PEFT logits differ by {diff} > {TOL}")
+    if os.path.isdir(os.path.join(folder, "merged")):
+        merged = AutoModelForSequenceClassification.from_pretrained(os.path.join(folder, "merged")).eval()
+        with torch.no_grad():
+            merged_logits = merged(input_ids=rust["input_ids"], attention_mask=rust["attention_mask"]).logits
+        diff = (merged_logits - rust["logits"]).abs().max().item()
+        print(f"{folder}: merged checkpoint in transformers, max abs diff {diff:.3e}")
+        if diff > TOL:
+            raise SystemExit(f"{folder}: merged logits differ by {diff} > {TOL}")
+
+
 def check(folder):
+    if os.path.isdir(os.path.join(folder, "adapter")):
+        return check_adapter(folder)
     rust = load_file(os.path.join(folder, "rust_outputs.safetensors"))
     model, info = AutoModelForSequenceClassification.from_pretrained(folder, output_loading_info=True)
     model.eval()
@@ -48,7 +84,7 @@ def main():
         raise SystemExit(f"{root}: no saved models (run the cargo test first)")
     for f in folders:
         check(f)
-    print(f"round trip ok: {len(folders)} model(s)")
+    print(f"round trip ok: {len(folders)} model(s) and adapter(s)")
 
 
 if __name__ == "__main__":

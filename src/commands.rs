@@ -59,7 +59,7 @@ pub fn run(settings: &Settings, files: &[PathBuf], args: &RunArgs) -> Result<boo
             continue;
         }
         let store = Store::open(&settings.cache_dir)?;
-        let plan = plan::plan(&experiment, &store)?;
+        let mut plan = plan::plan(&experiment, &store)?;
         let reporter = Reporter::new(settings.mode);
         let options = Options {
             jobs: args.jobs,
@@ -82,13 +82,26 @@ pub fn run(settings: &Settings, files: &[PathBuf], args: &RunArgs) -> Result<boo
             }
             continue;
         }
-        // The table is regenerated from the cache, exactly as `report` would.
-        let plan = plan::plan(&experiment, &store)?;
+        // The table is regenerated from the cache, exactly as `report` would; only the tasks
+        // that were not cached are looked up again (planning anew would re-hash every model
+        // folder and re-verify every cached artifact a second time).
+        refresh_statuses(&mut plan, &store);
         let mut report = report::collect(&plan, &store)?;
         report.individual_runs = args.individual_runs;
         emit_report(settings, &report)?;
     }
     Ok(all_ok)
+}
+
+/// Looks up again the tasks a plan had to run, so that those built since count as cached.
+fn refresh_statuses(plan: &mut Plan, store: &Store) {
+    for entry in &mut plan.entries {
+        if !entry.status.is_cached() {
+            if let Lookup::Hit(manifest) = store.lookup(&entry.key) {
+                entry.status = Status::Cached(manifest);
+            }
+        }
+    }
 }
 
 /// `--only` names: a task, a sweep member, or a declared name (all its members).
@@ -604,4 +617,93 @@ pub fn verify(settings: &Settings) -> Result<(String, bool)> {
         }
     );
     Ok((out, clean))
+}
+
+/// `inspect MODEL --method M --set k=v`: the module tree and PEFT's parameter line, with the
+/// method's parameters validated exactly as in an experiment file.
+pub fn inspect(model: &str, method: &str, sets: &[String]) -> Result<String> {
+    let mut table = toml::Table::new();
+    for set in sets {
+        let (key, text) = set
+            .split_once('=')
+            .with_context(|| format!("--set {set:?}: expected KEY=VALUE"))?;
+        table.insert(key.trim().to_string(), cli_value(text.trim()));
+    }
+    let method = crate::tasks::method(method, model, table)?;
+    Ok(crate::model::inspect::run(model, &method)?)
+}
+
+/// A `--set` value: TOML when it parses (`6`, `0.1`, `true`, `["a", "b"]`), a comma list
+/// of strings (`q_lin,v_lin`), else a string.
+fn cli_value(text: &str) -> toml::Value {
+    if let Ok(mut table) = toml::from_str::<toml::Table>(&format!("v = {text}")) {
+        if let Some(value) = table.remove("v") {
+            return value;
+        }
+    }
+    if text.contains(',') {
+        return toml::Value::Array(text.split(',').map(|s| toml::Value::String(s.trim().into())).collect());
+    }
+    toml::Value::String(text.into())
+}
+
+/// One shape of [`bench_matmul`]: `[m, k] × [k, n]` in float32.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MatmulRate {
+    pub m: i64,
+    pub k: i64,
+    pub n: i64,
+    pub gflops: f64,
+}
+
+/// Float32 matmul throughput through tch on this machine: square products and the shapes
+/// of MiniLM's linear layers on a batch of 8 × 256 tokens. The best rate is the "peak" that
+/// model FLOPs utilisation (bench/run.sh) divides by.
+pub fn matmul_rates(threads: Option<usize>, seconds: f64) -> Result<Vec<MatmulRate>> {
+    crate::model::set_threads(threads);
+    let _guard = tch::no_grad_guard();
+    let shapes = [
+        (1024, 1024, 1024),
+        (2048, 2048, 2048),
+        (2048, 384, 1536),
+        (2048, 1536, 384),
+        (2048, 384, 384),
+    ];
+    let mut rates = Vec::new();
+    for (m, k, n) in shapes {
+        let a = tch::Tensor::f_randn([m, k], (tch::Kind::Float, tch::Device::Cpu))?;
+        let b = tch::Tensor::f_randn([k, n], (tch::Kind::Float, tch::Device::Cpu))?;
+        let mut out = a.f_matmul(&b)?; // warm-up (allocations, thread pool)
+        let (started, mut calls) = (std::time::Instant::now(), 0u64);
+        while calls < 3 || started.elapsed().as_secs_f64() < seconds {
+            out = a.f_matmul(&b)?;
+            calls += 1;
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        drop(out);
+        let flops = 2.0 * (m * k * n) as f64 * calls as f64;
+        rates.push(MatmulRate {
+            m,
+            k,
+            n,
+            gflops: flops / elapsed / 1e9,
+        });
+    }
+    Ok(rates)
+}
+
+/// `bench-matmul` (hidden): [`matmul_rates`] as a table or JSON.
+pub fn bench_matmul(settings: &Settings, threads: Option<usize>, seconds: f64) -> Result<String> {
+    let rates = matmul_rates(threads, seconds)?;
+    let peak = rates.iter().map(|r| r.gflops).fold(0.0, f64::max);
+    let threads = tch::get_num_threads();
+    if settings.mode == Mode::Json {
+        return Ok(serde_json::to_string(&json!({"threads": threads, "peak_gflops": peak, "shapes": rates}))? + "\n");
+    }
+    let mut out = format!("float32 matmul through libtorch, {threads} threads:\n");
+    for r in &rates {
+        let _ = writeln!(out, "  [{}×{}]·[{}×{}]  {:.1} GFLOP/s", r.m, r.k, r.k, r.n, r.gflops);
+    }
+    let _ = writeln!(out, "peak {peak:.1} GFLOP/s");
+    Ok(out)
 }

@@ -114,12 +114,26 @@ enum Command {
     Inspect {
         /// A model folder, a hub id in the Hugging Face cache, or a bare config.json.
         model: String,
-        /// Which parameters train: `full` or `head`.
+        /// The tuning method: full, head, bitfit, lora or ia3.
         #[arg(long, default_value = "full")]
         method: String,
+        /// A parameter of the method, as in the experiment file: `--set r=6 --set lora_alpha=12
+        /// --set target_modules=q_lin,k_lin,v_lin`.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
     },
     /// Re-hash every artifact in the cache against its manifest; exit 1 if any is corrupt.
     Verify,
+    /// Measure float32 matmul GFLOP/s through libtorch (the MFU denominator of bench/run.sh).
+    #[command(hide = true)]
+    BenchMatmul {
+        /// Torch threads (default: the available cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Seconds to time each shape for.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+    },
 }
 
 static CANCEL: AtomicBool = AtomicBool::new(false);
@@ -184,9 +198,8 @@ fn main() -> ExitCode {
         ),
         Command::Gc { files, dry_run } => printed(commands::gc(&settings, &files, dry_run)),
         Command::Ls => printed(commands::ls(&settings)),
-        Command::Inspect { model, method } => {
-            printed(orchestrate::model::inspect::run(&model, &method).map_err(anyhow::Error::new))
-        }
+        Command::Inspect { model, method, sets } => printed(commands::inspect(&model, &method, &sets)),
+        Command::BenchMatmul { threads, seconds } => printed(commands::bench_matmul(&settings, threads, seconds)),
         Command::Verify => commands::verify(&settings).map(|(out, clean)| {
             print!("{out}");
             clean

@@ -32,47 +32,87 @@ pub fn exclusive_torch() -> std::sync::MutexGuard<'static, ()> {
     TORCH.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Hyperparameters of `finetune` and `headtune` (the names of Trainer's arguments).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TrainParams {
-    /// A model folder (relative to the experiment file) or a hub id in the HF cache.
-    pub model: String,
-    #[serde(default = "defaults::lr")]
-    pub lr: f64,
-    #[serde(default = "defaults::epochs")]
-    pub epochs: usize,
-    #[serde(default = "defaults::batch_size")]
-    pub batch_size: usize,
-    #[serde(default = "defaults::eval_batch_size")]
-    pub eval_batch_size: usize,
-    #[serde(default)]
-    pub weight_decay: f64,
-    #[serde(default)]
-    pub warmup_steps: usize,
-    /// Fraction of all steps used for warmup (when `warmup_steps` is 0).
-    #[serde(default)]
-    pub warmup_ratio: f64,
-    #[serde(default = "defaults::max_grad_norm")]
-    pub max_grad_norm: f64,
-    #[serde(default = "defaults::beta1")]
-    pub adam_beta1: f64,
-    #[serde(default = "defaults::beta2")]
-    pub adam_beta2: f64,
-    #[serde(default = "defaults::epsilon")]
-    pub adam_epsilon: f64,
-    #[serde(default = "defaults::seed")]
-    pub seed: u64,
-    /// Record the training loss every this many steps.
-    #[serde(default = "defaults::logging_steps")]
-    pub logging_steps: usize,
-    #[serde(default)]
-    pub pooling: Pooling,
-    #[serde(default)]
-    pub device: DeviceChoice,
-    /// Torch threads (default: the available cores).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub threads: Option<usize>,
+/// Declares a training task's parameter struct: Trainer's arguments (the fields of
+/// [`TrainParams`], with its defaults) followed by the method's own fields, flat in one TOML
+/// table (`lr = 1e-3`, `r = 6` side by side) and rejecting unknown keys. `training()` gives
+/// the [`TrainParams`] part to the training loop.
+macro_rules! training_params {
+    ($(#[$attr:meta])* pub struct $name:ident { $($(#[$fattr:meta])* pub $field:ident : $ty:ty,)* }) => {
+        $(#[$attr])*
+        #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            /// A model folder (relative to the experiment file) or a hub id in the HF cache.
+            pub model: String,
+            #[serde(default = "crate::train::defaults::lr")]
+            pub lr: f64,
+            #[serde(default = "crate::train::defaults::epochs")]
+            pub epochs: usize,
+            #[serde(default = "crate::train::defaults::batch_size")]
+            pub batch_size: usize,
+            #[serde(default = "crate::train::defaults::eval_batch_size")]
+            pub eval_batch_size: usize,
+            #[serde(default)]
+            pub weight_decay: f64,
+            #[serde(default)]
+            pub warmup_steps: usize,
+            /// Fraction of all steps used for warmup (when `warmup_steps` is 0).
+            #[serde(default)]
+            pub warmup_ratio: f64,
+            #[serde(default = "crate::train::defaults::max_grad_norm")]
+            pub max_grad_norm: f64,
+            #[serde(default = "crate::train::defaults::beta1")]
+            pub adam_beta1: f64,
+            #[serde(default = "crate::train::defaults::beta2")]
+            pub adam_beta2: f64,
+            #[serde(default = "crate::train::defaults::epsilon")]
+            pub adam_epsilon: f64,
+            #[serde(default = "crate::train::defaults::seed")]
+            pub seed: u64,
+            /// Record the training loss every this many steps.
+            #[serde(default = "crate::train::defaults::logging_steps")]
+            pub logging_steps: usize,
+            #[serde(default)]
+            pub pooling: crate::model::Pooling,
+            #[serde(default)]
+            pub device: crate::model::DeviceChoice,
+            /// Torch threads (default: the available cores).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub threads: Option<usize>,
+            $($(#[$fattr])* pub $field: $ty,)*
+        }
+
+        impl $name {
+            /// The Trainer arguments, for the training loop.
+            pub fn training(&self) -> crate::train::TrainParams {
+                crate::train::TrainParams {
+                    model: self.model.clone(),
+                    lr: self.lr,
+                    epochs: self.epochs,
+                    batch_size: self.batch_size,
+                    eval_batch_size: self.eval_batch_size,
+                    weight_decay: self.weight_decay,
+                    warmup_steps: self.warmup_steps,
+                    warmup_ratio: self.warmup_ratio,
+                    max_grad_norm: self.max_grad_norm,
+                    adam_beta1: self.adam_beta1,
+                    adam_beta2: self.adam_beta2,
+                    adam_epsilon: self.adam_epsilon,
+                    seed: self.seed,
+                    logging_steps: self.logging_steps,
+                    pooling: self.pooling,
+                    device: self.device,
+                    threads: self.threads,
+                }
+            }
+        }
+    };
+}
+pub(crate) use training_params;
+
+training_params! {
+    /// Hyperparameters of `finetune`, `headtune` and `bitfit` (the names of Trainer's arguments).
+    pub struct TrainParams {}
 }
 
 pub mod defaults {
@@ -198,7 +238,10 @@ pub struct Evaluation {
     pub examples: usize,
 }
 
-/// Evaluates in eval mode without gradients, length-sorted batches.
+/// Evaluates in eval mode without gradients, length-sorted batches (so each is padded only to
+/// its own longest, nearly nothing). In eval mode the encoder takes libtorch's fused attention
+/// (`model::layers::attention`), where most of evaluation's time at 256–512 tokens went.
+/// tch exposes no `InferenceMode`; a no-grad guard over the whole loop is the closest.
 pub fn evaluate(
     ctx: &Context,
     model: &LoadedModel,
@@ -208,13 +251,14 @@ pub fn evaluate(
     n_classes: usize,
 ) -> Result<Evaluation> {
     let started = Instant::now();
+    let _no_grad = tch::no_grad_guard();
     let mut order: Vec<usize> = (0..data.len()).collect();
     order.sort_by_key(|&i| data.length(i));
     let (mut loss_sum, mut predicted, mut truth) = (0.0, Vec::new(), Vec::new());
     for (done, chunk) in order.chunks(batch_size.max(1)).enumerate() {
         ctx.check_cancelled()?;
         let (inputs, labels) = data.batch(chunk, model.device())?;
-        let batch_logits = tch::no_grad(|| logits(model, &inputs, false, pooling))?;
+        let batch_logits = logits(model, &inputs, false, pooling)?;
         check_labels(&labels, batch_logits.size()[1])?;
         loss_sum += f64::try_from(batch_logits.f_cross_entropy_loss::<Tensor>(
             &labels,
@@ -463,13 +507,43 @@ const CHECKPOINT_INFO: &str = "orchestrate.json";
 pub fn save_checkpoint(model: &LoadedModel, out: &Path, info: &CheckpointInfo) -> Result<()> {
     let dir = out.join(CHECKPOINT_DIR);
     model.save(&dir)?;
+    write_info(&dir, info)
+}
+
+/// Writes `orchestrate.json` (pooling, method) beside saved weights in `dir`.
+pub fn write_info(dir: &Path, info: &CheckpointInfo) -> Result<()> {
     crate::util::write_atomic(&dir.join(CHECKPOINT_INFO), &serde_json::to_vec_pretty(info)?)
 }
 
 pub fn checkpoint_info(artifact: &Path) -> Result<CheckpointInfo> {
+    if !artifact.join(CHECKPOINT_DIR).is_dir() {
+        bail!(
+            "{} holds no {CHECKPOINT_DIR}/ (a `lora` task writes its merged model only with merge = true)",
+            artifact.display()
+        );
+    }
     let path = artifact.join(CHECKPOINT_DIR).join(CHECKPOINT_INFO);
     serde_json::from_slice(&std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?)
         .with_context(|| format!("{} is invalid", path.display()))
+}
+
+/// A trained checkpoint (the `checkpoint/` of a training task's artifact) and its info.
+pub fn load_trained(
+    artifact: &Path,
+    n_classes: usize,
+    device: DeviceChoice,
+    threads: Option<usize>,
+) -> Result<(LoadedModel, CheckpointInfo)> {
+    let info = checkpoint_info(artifact)?;
+    let model = load_model(
+        &artifact.join(CHECKPOINT_DIR),
+        Origin::Trained,
+        n_classes,
+        defaults::seed(),
+        device,
+        threads,
+    )?;
+    Ok((model, info))
 }
 
 /// What a task loads: a pretrained model that gets a head for the task, or a checkpoint
@@ -508,10 +582,10 @@ pub fn pretrained_for(
     ctx: &Context,
     params: &TrainParams,
     n_classes: usize,
-    method: model::Method,
+    method: &model::Method,
 ) -> Result<LoadedModel> {
     let path = crate::tasks::tokenize::model_path(&ctx.base_dir, &params.model)?;
-    let model = load_model(
+    let mut model = load_model(
         &path,
         Origin::Pretrained,
         n_classes,
@@ -519,8 +593,19 @@ pub fn pretrained_for(
         params.device,
         params.threads,
     )?;
-    model.apply_method(method);
+    model.apply_method(method)?;
     Ok(model)
+}
+
+/// Trains `method` on the `tokens` input from the pretrained `params.model` (the common
+/// body of finetune, bitfit, lora and ia3); returns the trained model.
+pub fn fit(ctx: &Context, params: &TrainParams, method: &model::Method) -> Result<(LoadedModel, TrainOutcome)> {
+    let tokens = crate::tasks::tokenize::load(&ctx.input("tokens")?.dir)?;
+    let n_classes = tokens.shape.n_classes;
+    let model = pretrained_for(ctx, params, n_classes, method)?;
+    let (train_set, eval_set) = token_sets(&tokens);
+    let outcome = train(ctx, &model, params, &train_set, &eval_set, n_classes)?;
+    Ok((model, outcome))
 }
 
 /// The train and eval splits of a `tokenize` artifact as batchable sets.

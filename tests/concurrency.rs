@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 use orchestrate::store::{LockHolder, Store};
 use support::{assert_cache_intact, count_events, json_lines, orchestrate_process};
 
-/// Enough generated reviews that logistic regression takes a while in a debug build, so
-/// the second process really arrives while the first is building.
+/// Enough generated reviews in three classes that logistic regression takes a while in a
+/// debug build (three classes take linfa's dense multinomial fit; a binary fit is sparse and
+/// done in milliseconds), so the second process really arrives while the first is building.
 fn write_generated_dataset(dir: &Path, train_rows: usize, eval_rows: usize) {
     let mut state = 0x2545_f491_4f6c_dd1d_u64;
     let mut next = move || {
@@ -24,18 +25,18 @@ fn write_generated_dataset(dir: &Path, train_rows: usize, eval_rows: usize) {
         state ^= state << 17;
         state
     };
-    let (good, bad) = (
-        ["great", "superb", "moving", "fine"],
+    let cues = [
         ["awful", "boring", "dull", "weak"],
-    );
+        ["great", "superb", "moving", "fine"],
+        ["long", "french", "silent", "colour"],
+    ];
     for (file, rows) in [("train.csv", train_rows), ("eval.csv", eval_rows)] {
         let mut csv = String::from("review,label\n");
         for _ in 0..rows {
-            let label = next() % 2;
+            let label = next() % 3;
             let mut words: Vec<String> = (0..40).map(|_| format!("w{}", next() % 3000)).collect();
-            let cues = if label == 1 { good } else { bad };
             for _ in 0..3 {
-                words.push(cues[(next() % 4) as usize].to_string());
+                words.push(cues[label as usize][(next() % 4) as usize].to_string());
             }
             csv += &format!("{},{label}\n", words.join(" "));
         }

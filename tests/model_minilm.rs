@@ -5,7 +5,8 @@
 
 use std::path::PathBuf;
 
-use orchestrate::model::{self, inspect, DeviceChoice, LoadOptions};
+use orchestrate::model::adapters::{BiasMode, LoraInit, LoraSpec};
+use orchestrate::model::{self, inspect, DeviceChoice, LoadOptions, Method};
 use tch::{Kind, Tensor};
 
 fn minilm() -> Option<PathBuf> {
@@ -65,16 +66,29 @@ fn minilm_paraphrases_are_closer_than_unrelated_sentences() {
 #[test]
 fn minilm_inspect_counts() {
     let Some(dir) = minilm() else { return };
-    let out = inspect::run(dir.to_str().unwrap(), "full").unwrap();
+    let out = inspect::run(dir.to_str().unwrap(), &Method::Full).unwrap();
     // BertModel 22,713,216 + classifier 384·2+2.
     assert!(
         out.contains("trainable params: 22,713,986 || all params: 22,713,986 || trainable%: 100.0000"),
         "{out}"
     );
-    let out = inspect::run(dir.to_str().unwrap(), "head").unwrap();
+    let out = inspect::run(dir.to_str().unwrap(), &Method::Head).unwrap();
     // pooler 384·384+384 + classifier 770.
     assert!(
         out.contains("trainable params: 148,610 || all params: 22,713,986 || trainable%: 0.6543"),
         "{out}"
     );
+    // PEFT's count for LoRA r=6 on query,value + pooler/classifier: 6·(384+384)·2·6 + 148,610.
+    let lora = LoraSpec {
+        r: 6,
+        lora_alpha: 12.0,
+        lora_dropout: 0.1,
+        target_modules: None,
+        bias: BiasMode::None,
+        modules_to_save: None,
+        init: LoraInit::Kaiming,
+        use_rslora: false,
+    };
+    let out = inspect::run(dir.to_str().unwrap(), &Method::Lora(lora)).unwrap();
+    assert!(out.contains("trainable params: 203,906 ||"), "{out}");
 }

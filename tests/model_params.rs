@@ -29,12 +29,12 @@ fn base_model() -> model::LoadedModel {
 
 #[test]
 fn distilbert_base_counts_full_head_and_qv() {
-    let m = base_model();
+    let mut m = base_model();
     assert_eq!(m.config.num_labels, 2);
     let full = m.param_counts();
     assert_eq!((full.trainable, full.all), (66_955_010, 66_955_010));
 
-    m.apply_method(Method::Head);
+    m.apply_method(&Method::Head).unwrap();
     let head = m.param_counts();
     assert_eq!((head.trainable, head.all), (592_130, 66_955_010));
     assert_eq!(
@@ -99,11 +99,11 @@ fn linear_layers_are_addressable_by_hf_name() {
 
 #[test]
 fn inspect_config_prints_tree_and_peft_lines() {
-    let full = inspect::run(base_config().to_str().unwrap(), "full").unwrap();
+    let full = inspect::run(base_config().to_str().unwrap(), &Method::Full).unwrap();
     assert!(full.starts_with("DistilBertForSequenceClassification(\n  (distilbert): DistilBertModel("));
     assert!(full.contains("(0-5): 6 x TransformerBlock("));
     assert!(full.contains("\ntrainable params: 66,955,010 || all params: 66,955,010 || trainable%: 100.0000\n"));
-    let head = inspect::run(base_config().to_str().unwrap(), "head").unwrap();
+    let head = inspect::run(base_config().to_str().unwrap(), &Method::Head).unwrap();
     assert!(head.contains("\nmethod: head\n"));
     assert!(head.contains("\ntrainable params: 592,130 || all params: 66,955,010 || trainable%: 0.8844\n"));
     print!("{head}");
@@ -111,12 +111,15 @@ fn inspect_config_prints_tree_and_peft_lines() {
 
 #[test]
 fn inspect_folder_and_bad_method() {
-    let out = inspect::run(&fixture("tiny-bert"), "head").unwrap();
+    let out = inspect::run(&fixture("tiny-bert"), &Method::Head).unwrap();
     assert!(out.starts_with("BertForSequenceClassification("));
     // pooler (32·32+32) + classifier (32·3+3)
     assert!(out.contains("trainable params: 1,155 || "), "{out}");
-    let err = inspect::run(&fixture("tiny-bert"), "lora").unwrap_err();
-    assert_eq!(err.to_string(), "unknown method \"lora\": expected one of full, head");
+    let err = "prefix".parse::<Method>().unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "unknown method \"prefix\": expected one of full, head, bitfit, lora, ia3"
+    );
 }
 
 #[test]
@@ -134,7 +137,7 @@ fn inspect_resolves_hub_ids_in_the_hf_cache() {
     // The only test in this binary that touches HF_HOME.
     std::env::set_var("HF_HOME", home.path());
     std::env::remove_var("HF_HUB_CACHE");
-    let out = inspect::run("lab/tiny-distilbert", "full").unwrap();
+    let out = inspect::run("lab/tiny-distilbert", &Method::Full).unwrap();
     assert!(out.contains("Embedding(64, 32, padding_idx=0)"));
     let opts = LoadOptions {
         device: DeviceChoice::Cpu,

@@ -7,7 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
-use orchestrate::model::{self, DeviceChoice, LoadOptions};
+use orchestrate::model::adapters::{self, BiasMode, Ia3Spec, LoraInit, LoraSpec};
+use orchestrate::model::{self, DeviceChoice, LoadOptions, Method};
 use tch::Tensor;
 
 fn fixture(name: &str) -> PathBuf {
@@ -114,4 +115,109 @@ fn bert_with_new_head_save_and_reload() {
     // 3-label checkpoint re-headed for 2 labels (HF's ignore_mismatched_sizes), then saved.
     let (_keep, dir) = out_dir("bert-2-labels");
     roundtrip("tiny-bert", &dir, Some(2));
+}
+
+/// An adapter folder for PEFT: the base model saved under `base/`, the adapter under
+/// `adapter/`, and the Rust logits of base + adapter (with perturbed adapter weights, as
+/// training would leave them). Merging must give the same logits without the adapter.
+fn adapter_roundtrip(name: &str, out: &Path, method: &Method, config: serde_json::Value) {
+    let texts = [
+        "the movie was great",
+        "this film was really boring and the plot was bad",
+    ];
+    let mut m = model::load(fixture(name).to_str().unwrap(), &cpu()).unwrap();
+    m.save(&out.join("base")).unwrap();
+    m.apply_method(method).unwrap();
+    tch::manual_seed(5);
+    tch::no_grad(|| {
+        for (_, mut t) in m.trainable_parameters() {
+            let noise = t.randn_like() * 0.1;
+            let _ = t.f_add_(&noise).unwrap();
+        }
+    });
+    let (ids, mask) = m.encode(&texts, 64).unwrap();
+    let logits = tch::no_grad(|| m.forward(&ids, &mask, false)).unwrap();
+    adapters::save_adapter(&mut m, &out.join("adapter"), &config).unwrap();
+    let saved = Tensor::read_safetensors(out.join("adapter/adapter_model.safetensors")).unwrap();
+    assert!(
+        saved.iter().all(|(k, _)| k.starts_with("base_model.model.")),
+        "PEFT's key prefix"
+    );
+    let saved_numel: i64 = saved.iter().map(|(_, t)| t.numel() as i64).sum();
+    assert_eq!(
+        saved_numel,
+        m.param_counts().trainable,
+        "the adapter holds exactly what trains"
+    );
+    if matches!(method, Method::Lora(_)) {
+        let merged = adapters::merged_tensors(&mut m).unwrap();
+        m.save_tensors(&out.join("merged"), &merged).unwrap();
+        let back = model::load(out.join("merged").to_str().unwrap(), &cpu()).unwrap();
+        assert!(back.report.is_clean(), "{}", back.report);
+        let merged_logits = tch::no_grad(|| back.forward(&ids, &mask, false)).unwrap();
+        let d = (&logits - &merged_logits).abs().max().double_value(&[]);
+        assert!(d < 1e-5, "{name}: merged logits differ by {d}");
+    }
+    Tensor::write_safetensors(
+        &[
+            ("input_ids", ids),
+            ("attention_mask", mask),
+            ("logits", logits.contiguous()),
+        ],
+        out.join("rust_outputs.safetensors"),
+    )
+    .unwrap();
+}
+
+fn lora(r: i64, targets: &[&str]) -> LoraSpec {
+    LoraSpec {
+        r,
+        lora_alpha: 2.0 * r as f64,
+        lora_dropout: 0.1,
+        target_modules: Some(targets.iter().map(|s| s.to_string()).collect()),
+        bias: BiasMode::None,
+        modules_to_save: None,
+        init: LoraInit::Gaussian,
+        use_rslora: false,
+    }
+}
+
+#[test]
+fn lora_adapter_round_trip_distilbert() {
+    let (_keep, dir) = out_dir("peft-lora-distilbert");
+    let spec = lora(4, &["q_lin", "v_lin"]);
+    let config = serde_json::json!({
+        "peft_type": "LORA", "task_type": "SEQ_CLS", "r": 4, "lora_alpha": 8.0, "lora_dropout": 0.1,
+        "target_modules": ["q_lin", "v_lin"], "bias": "none", "modules_to_save": ["pre_classifier", "classifier"],
+    });
+    adapter_roundtrip("tiny-distilbert", &dir, &Method::Lora(spec), config);
+}
+
+#[test]
+fn lora_adapter_round_trip_bert_all_biases() {
+    let (_keep, dir) = out_dir("peft-lora-bert");
+    let mut spec = lora(2, &["query", "value", "intermediate.dense"]);
+    spec.bias = BiasMode::All;
+    let config = serde_json::json!({
+        "peft_type": "LORA", "task_type": "SEQ_CLS", "r": 2, "lora_alpha": 4.0, "lora_dropout": 0.1,
+        "target_modules": ["query", "value", "intermediate.dense"], "bias": "all",
+        "modules_to_save": ["pooler", "classifier"],
+    });
+    adapter_roundtrip("tiny-bert", &dir, &Method::Lora(spec), config);
+}
+
+#[test]
+fn ia3_adapter_round_trip_bert() {
+    let (_keep, dir) = out_dir("peft-ia3-bert");
+    let spec = Ia3Spec {
+        target_modules: None,
+        feedforward_modules: None,
+        modules_to_save: None,
+    };
+    let (targets, feedforward) = adapters::default_ia3_targets("bert");
+    let config = serde_json::json!({
+        "peft_type": "IA3", "task_type": "SEQ_CLS", "target_modules": targets,
+        "feedforward_modules": feedforward, "modules_to_save": ["pooler", "classifier"],
+    });
+    adapter_roundtrip("tiny-bert", &dir, &Method::Ia3(spec), config);
 }

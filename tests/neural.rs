@@ -208,3 +208,163 @@ fn a_checkpoint_whose_head_does_not_fit_the_labels_is_an_error() {
     let error = run.error("mismatch");
     assert!(error.contains("has 2 labels, but 3 were requested"), "{error}");
 }
+
+/// Parameters of the tiny BERT fixture by name, from its safetensors file.
+fn fixture_numels() -> BTreeMap<String, usize> {
+    let bytes = std::fs::read(format!("{ROOT}/tests/fixtures/models/tiny-bert/model.safetensors")).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    file.tensors()
+        .into_iter()
+        .map(|(name, view)| (name, view.shape().iter().product()))
+        .collect()
+}
+
+/// BERT's head for 2 labels: pooler (32×32 + 32) + classifier (32×2 + 2).
+const HEAD: u64 = 1_122;
+
+#[test]
+fn lora_ia3_and_bitfit_train_only_their_parameters() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = "[tasks.lora]\nkind = \"lora\"\ninputs = \"tokens\"\nlr = 1e-2\nepochs = 2\nsweep.r = [1, 4]\n\
+                lora_alpha = \"2*r\"\nmerge = true\n\
+                [tasks.merged]\nkind = \"evaluate\"\ninputs = { tokens = \"tokens\", model = \"lora\" }\n\
+                [tasks.ia3]\nkind = \"ia3\"\ninputs = \"tokens\"\nlr = 1e-2\nepochs = 1\n\
+                [tasks.bitfit]\nkind = \"bitfit\"\ninputs = \"tokens\"\nlr = 1e-2\nepochs = 1\n";
+    let run = run(dir.path(), "cache", body);
+    for r in [1u64, 4] {
+        let lora = run.metrics(&format!("lora[r={r}]"));
+        // q and v in 2 layers: r × (32 + 32) each.
+        assert_eq!(lora["trainable_params"], 2 * 2 * r * 64 + HEAD, "r={r}");
+        assert_eq!(lora["lora_alpha"], 2.0 * r as f64);
+        assert_eq!(lora["method"], "LoRA");
+        assert_eq!(lora["r"], r);
+        // The merged checkpoint is the same model without the adapter.
+        let merged = run.metrics(&format!("merged[r={r}]"));
+        assert_eq!(merged["accuracy"], lora["accuracy"], "r={r}");
+        let (a, b) = (
+            merged["eval_loss"].as_f64().unwrap(),
+            lora["eval_loss"].as_f64().unwrap(),
+        );
+        assert!((a - b).abs() < 1e-5, "merged eval loss {a} vs {b}");
+        let files = run.manifest(&format!("lora[r={r}]")).files;
+        for file in [
+            "adapter/adapter_config.json",
+            "adapter/adapter_model.safetensors",
+            "checkpoint/model.safetensors",
+        ] {
+            assert!(files.contains_key(file), "{file}: {:?}", files.keys());
+        }
+        assert!(
+            lora["adapter_bytes"].as_u64().unwrap() < 20_000,
+            "an adapter, not a model"
+        );
+    }
+    // key and value scale outputs (32 each); attention.output.dense and output.dense are
+    // feed-forward modules in PEFT's mapping and scale inputs (32 and 37).
+    assert_eq!(run.metrics("ia3")["trainable_params"], 2 * (32 + 32 + 32 + 37) + HEAD);
+    let biases: usize = fixture_numels()
+        .iter()
+        .filter(|(name, _)| name.ends_with(".bias") && !name.starts_with("classifier.") && !name.contains("pooler"))
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(run.metrics("bitfit")["trainable_params"], biases as u64 + HEAD);
+}
+
+#[test]
+fn svd_sweeps_and_the_surgery_check_reuse_cached_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = |ranks: &str| {
+        format!(
+            "[tasks.finetune]\nkind = \"finetune\"\ninputs = \"tokens\"\nlr = 1e-3\nepochs = 2\n\
+             [tasks.features]\nkind = \"features\"\ninputs = \"tokens\"\n\
+             [tasks.headtune]\nkind = \"headtune\"\ninputs = \"features\"\nlr = 1e-2\nepochs = 2\n\
+             [tasks.svd]\nkind = \"svd_approx\"\ninputs = {{ tokens = \"tokens\", finetuned = \"finetune\", headtuned = \"headtune\" }}\n\
+             sweep.variant = [\"weights\", \"delta\"]\nsweep.rank = {ranks}\n\
+             [tasks.surgery]\nkind = \"surgery_check\"\ninputs = {{ tokens = \"tokens\", model = \"finetune\" }}\n"
+        )
+    };
+    let first = run(dir.path(), "cache", &body("\"halving\""));
+    // Hidden size 32: 32, 16, 8, 4, 2, 1.
+    for variant in ["weights", "delta"] {
+        for rank in [32, 16, 8, 4, 2, 1] {
+            let m = first.metrics(&format!("svd[variant={variant},rank={rank}]"));
+            assert_eq!(m["rank"], rank);
+            assert_eq!(m["trainable_params"], 2 * 2 * rank * 64 + HEAD);
+        }
+    }
+    let full_w = first.metrics("svd[variant=weights,rank=32]");
+    let full_d = first.metrics("svd[variant=delta,rank=32]");
+    assert_eq!(
+        full_w["accuracy"], full_d["accuracy"],
+        "full rank: both variants are the fine-tuned weights"
+    );
+    let (lw, ld) = (
+        full_w["eval_loss"].as_f64().unwrap(),
+        full_d["eval_loss"].as_f64().unwrap(),
+    );
+    assert!((lw - ld).abs() < 1e-5, "{lw} vs {ld}");
+    for m in [&full_w, &full_d] {
+        assert!(m["relative_error"].as_f64().unwrap() < 1e-5, "{m}");
+    }
+    let low = first.metrics("svd[variant=weights,rank=1]")["relative_error"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        low > 0.05,
+        "a rank-1 approximation of a random 32×32 weight is far off: {low}"
+    );
+
+    let surgery = first.metrics("surgery");
+    assert_eq!(surgery["original_accuracy"], surgery["restored_accuracy"]);
+    assert_eq!(surgery["original_loss"], surgery["restored_loss"]);
+    assert_ne!(
+        surgery["original_loss"], surgery["random_loss"],
+        "random q and v change the model"
+    );
+
+    // One added rank: only its two members run; every checkpoint comes from the cache.
+    let second = run(dir.path(), "cache", &body("[1, 2, 3]"));
+    let ran: Vec<&String> = second
+        .outcomes
+        .iter()
+        .filter(|(_, o)| matches!(o, Outcome::Ran { .. }))
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(ran, ["svd[variant=delta,rank=3]", "svd[variant=weights,rank=3]"]);
+}
+
+#[test]
+fn adapter_mistakes_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = "[tasks.distilbert_names]\nkind = \"lora\"\ninputs = \"tokens\"\ntarget_modules = [\"q_lin\"]\n\
+                [tasks.too_high]\nkind = \"lora\"\ninputs = \"tokens\"\nr = 100\n\
+                [tasks.bad_ff]\nkind = \"ia3\"\ninputs = \"tokens\"\nfeedforward_modules = [\"intermediate.dense\"]\n";
+    let run = run(dir.path(), "cache", body);
+    let unknown = run.error("distilbert_names");
+    assert!(
+        unknown.contains("\"q_lin\" matches no linear layer") && unknown.contains("attention.self.query"),
+        "{unknown}"
+    );
+    assert!(
+        run.error("too_high").contains("rank 100 is out of range"),
+        "{}",
+        run.error("too_high")
+    );
+    assert!(
+        run.error("bad_ff").contains("not among the IA3 target modules"),
+        "{}",
+        run.error("bad_ff")
+    );
+
+    let path = dir.path().join("alpha.toml");
+    std::fs::write(
+        &path,
+        experiment("[tasks.lora]\nkind = \"lora\"\ninputs = \"tokens\"\nlora_alpha = -2\n"),
+    )
+    .unwrap();
+    let error = spec::load(&path).unwrap_err().to_string();
+    assert!(
+        error.contains("lora_alpha must be positive") && error.contains("alpha.toml:"),
+        "{error}"
+    );
+}

@@ -11,7 +11,7 @@ use tch::{Kind, Tensor};
 use super::config::BertConfig;
 use super::error::Result;
 use super::heads::BertPooler;
-use super::layers::{additive_mask, linear, Activation, Dropout, Embedding, LayerNorm, LinearSlot};
+use super::layers::{additive_mask, attention, linear, Activation, Dropout, Embedding, LayerNorm, LinearSlot};
 use super::tree::ModuleNode;
 
 /// `BertEmbeddings`: word + position + token type embeddings, LayerNorm, dropout.
@@ -134,13 +134,7 @@ impl BertSelfAttention {
         let q = shape(self.query.forward_t(xs, train)?)?;
         let k = shape(self.key.forward_t(xs, train)?)?;
         let v = shape(self.value.forward_t(xs, train)?)?;
-        let scores = q
-            .f_matmul(&k.f_transpose(2, 3)?)?
-            .f_mul_scalar(1.0 / (dph as f64).sqrt())?
-            .f_add(mask)?;
-        let probs = self.dropout.forward_t(&scores.f_softmax(-1, scores.kind())?, train)?;
-        Ok(probs
-            .f_matmul(&v)?
+        Ok(attention(&q, &k, &v, mask, &self.dropout, train)?
             .f_transpose(1, 2)?
             .f_contiguous()?
             .f_view([b, -1, self.hidden])?)

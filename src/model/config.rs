@@ -247,6 +247,14 @@ impl ModelConfig {
         }
     }
 
+    /// Standard deviation of transformers' normal initialisation of linear layers.
+    pub fn initializer_range(&self) -> f64 {
+        match &self.arch {
+            ArchConfig::DistilBert(c) => c.initializer_range,
+            ArchConfig::Bert(c) => c.initializer_range,
+        }
+    }
+
     pub fn num_layers(&self) -> i64 {
         match &self.arch {
             ArchConfig::DistilBert(c) => c.n_layers,

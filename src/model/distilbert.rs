@@ -8,7 +8,7 @@ use tch::{Kind, Tensor};
 
 use super::config::DistilBertConfig;
 use super::error::Result;
-use super::layers::{additive_mask, linear, Activation, Dropout, Embedding, LayerNorm, LinearSlot};
+use super::layers::{additive_mask, attention, linear, Activation, Dropout, Embedding, LayerNorm, LinearSlot};
 use super::tree::ModuleNode;
 
 const LN_EPS: f64 = 1e-12;
@@ -95,13 +95,7 @@ impl SelfAttention {
         let q = shape(self.q_lin.forward_t(xs, train)?)?;
         let k = shape(self.k_lin.forward_t(xs, train)?)?;
         let v = shape(self.v_lin.forward_t(xs, train)?)?;
-        let scores = q
-            .f_matmul(&k.f_transpose(2, 3)?)?
-            .f_mul_scalar(1.0 / (dph as f64).sqrt())?
-            .f_add(mask)?;
-        let weights = self.dropout.forward_t(&scores.f_softmax(-1, scores.kind())?, train)?;
-        let context = weights
-            .f_matmul(&v)?
+        let context = attention(&q, &k, &v, mask, &self.dropout, train)?
             .f_transpose(1, 2)?
             .f_contiguous()?
             .f_view([b, -1, self.dim])?;

@@ -105,6 +105,19 @@ pub enum ModelError {
     #[error("no linear layer named {name:?} in this model")]
     UnknownLinear { name: String },
 
+    #[error("target module {pattern:?} matches no linear layer of this {model_class}; its layers are: {available}")]
+    UnknownTarget {
+        pattern: String,
+        model_class: &'static str,
+        available: String,
+    },
+
+    #[error("rank {rank} is out of range for a {shape:?} matrix (1 to {max})")]
+    RankOutOfRange { rank: i64, shape: Vec<i64>, max: i64 },
+
+    #[error("{message}")]
+    Surgery { message: String },
+
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
 }

@@ -6,17 +6,16 @@ use super::error::Result;
 use super::params::Method;
 use super::{load, DeviceChoice, LoadOptions};
 
-/// Renders the report for `target` under `method` ("full" or "head").
-pub fn run(target: &str, method: &str) -> Result<String> {
-    let method: Method = method.parse()?;
+/// Renders the report for `target` under `method` (adapters injected, PEFT's counts).
+pub fn run(target: &str, method: &Method) -> Result<String> {
     let opts = LoadOptions {
         device: DeviceChoice::Cpu,
         weights: false,
         require_tokenizer: false,
         ..LoadOptions::default()
     };
-    let model = load(target, &opts)?;
-    model.apply_method(method);
+    let mut model = load(target, &opts)?;
+    model.apply_method(method)?;
     let c = &model.config;
     let mut out = model.module_tree().render();
     out.push('\n');

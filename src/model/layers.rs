@@ -238,6 +238,43 @@ pub(crate) fn py_float(x: f64) -> String {
     }
 }
 
+/// Scaled dot-product attention of `q`, `k`, `v` (`[batch, heads, seq, head_dim]`) under the
+/// additive `mask`, with dropout on the attention probabilities when training.
+///
+/// Without dropout (evaluation, or a model without attention dropout) it is libtorch's fused
+/// `scaled_dot_product_attention` (flash attention on CPU): the same result, ~5× faster at 512
+/// tokens, without materialising the `[batch, heads, seq, seq]` scores. With dropout it is
+/// transformers' eager attention, so training draws its dropout masks exactly as before
+/// (libtorch's fused kernels do not take dropout on CPU: they fall back to a slower one).
+pub(crate) fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: &Tensor,
+    dropout: &Dropout,
+    train: bool,
+) -> Result<Tensor> {
+    let head_dim = *q.size().last().expect("4-d query") as f64;
+    if !train || dropout.p == 0.0 {
+        return Ok(Tensor::f_scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            Some(mask),
+            0.0,
+            false,
+            None,
+            false,
+        )?);
+    }
+    let scores = q
+        .f_matmul(&k.f_transpose(2, 3)?)?
+        .f_mul_scalar(1.0 / head_dim.sqrt())?
+        .f_add(mask)?;
+    let probs = dropout.forward_t(&scores.f_softmax(-1, scores.kind())?, train)?;
+    Ok(probs.f_matmul(v)?)
+}
+
 /// Additive attention mask `[batch, 1, 1, seq]`: 0 where `mask` is 1, the dtype's most
 /// negative value where it is 0 (transformers' `_prepare_4d_attention_mask`).
 pub(crate) fn additive_mask(mask: &Tensor, kind: Kind) -> Result<Tensor> {

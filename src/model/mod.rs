@@ -18,6 +18,7 @@
 //! Entry points: [`load`] (folder, hub id in the HF cache, or bare config.json),
 //! [`LoadedModel::forward`], [`LoadedModel::save`], [`inspect::run`].
 
+pub mod adapters;
 pub mod bert;
 pub mod checkpoint;
 pub mod config;
@@ -28,6 +29,7 @@ pub mod hub;
 pub mod inspect;
 pub mod layers;
 pub mod params;
+pub mod surgery;
 pub mod tokenizer;
 pub mod tree;
 
@@ -405,6 +407,23 @@ impl Network {
         }
     }
 
+    /// The linear layer called `name`.
+    pub fn linear_slot(&mut self, name: &str) -> Result<&mut LinearSlot> {
+        self.linears_mut()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, slot)| slot)
+            .ok_or_else(|| ModelError::UnknownLinear { name: name.to_string() })
+    }
+
+    /// Module names of the classification head, as PEFT's `modules_to_save` lists them.
+    pub fn head_modules(&self) -> &'static [&'static str] {
+        match self {
+            Network::DistilBert { .. } => &["pre_classifier", "classifier"],
+            Network::Bert { .. } => &["pooler", "classifier"],
+        }
+    }
+
     /// The tree `print(model)` shows.
     pub fn module_tree(&self) -> ModuleNode {
         match self {
@@ -520,15 +539,41 @@ impl LoadedModel {
         }
     }
 
-    /// Sets which parameters `method` trains.
-    pub fn apply_method(&self, method: Method) {
+    /// Applies `method`: injects its adapters (LoRA, IA3) and marks exactly its parameters
+    /// trainable. Errors name a target module the model lacks, or an invalid rank or alpha.
+    pub fn apply_method(&mut self, method: &Method) -> Result<()> {
+        let head = self.network.head_prefixes();
+        let in_head = |n: &str| head.iter().any(|p| n.starts_with(p));
         match method {
             Method::Full => self.set_trainable(|_| true),
-            Method::Head => {
-                let prefixes = self.network.head_prefixes();
-                self.set_trainable(|n| prefixes.iter().any(|p| n.starts_with(p)))
+            Method::Head => self.set_trainable(in_head),
+            Method::BitFit => self.set_trainable(|n| n.ends_with(".bias") || in_head(n)),
+            Method::Lora(spec) => {
+                let targets = adapters::inject_lora(self, spec)?;
+                let saved = spec.modules_to_save.as_deref();
+                self.set_trainable(|n| {
+                    let bias = match spec.bias {
+                        adapters::BiasMode::None => false,
+                        adapters::BiasMode::All => n.ends_with(".bias"),
+                        adapters::BiasMode::LoraOnly => {
+                            n.strip_suffix(".bias").is_some_and(|m| targets.iter().any(|t| t == m))
+                        }
+                    };
+                    n.contains(".lora_A.")
+                        || n.contains(".lora_B.")
+                        || bias
+                        || saved.map_or(in_head(n), |s| adapters::in_modules(s, n))
+                });
+            }
+            Method::Ia3(spec) => {
+                adapters::inject_ia3(self, spec)?;
+                let saved = spec.modules_to_save.as_deref();
+                self.set_trainable(|n| {
+                    n.ends_with(".ia3_l") || saved.map_or(in_head(n), |s| adapters::in_modules(s, n))
+                });
             }
         }
+        Ok(())
     }
 
     /// Trainable and total parameter counts.
@@ -559,12 +604,7 @@ impl LoadedModel {
 
     /// The linear layer called `name`.
     pub fn linear_mut(&mut self, name: &str) -> Result<&mut LinearSlot> {
-        self.network
-            .linears_mut()
-            .into_iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, slot)| slot)
-            .ok_or_else(|| ModelError::UnknownLinear { name: name.to_string() })
+        self.network.linear_slot(name)
     }
 
     /// Replaces the linear layer `name` by `f(old)`; `f` may wrap `old` (an adapter) or
@@ -585,11 +625,16 @@ impl LoadedModel {
     /// Writes `dir/config.json`, `dir/model.safetensors` and the tokenizer files of the
     /// source folder: a folder transformers' `from_pretrained` loads.
     pub fn save(&self, dir: &Path) -> Result<()> {
+        self.save_tensors(dir, &self.vs.variables())
+    }
+
+    /// [`LoadedModel::save`] with `tensors` as the weights (a merged or edited copy).
+    pub fn save_tensors(&self, dir: &Path, tensors: &std::collections::HashMap<String, Tensor>) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
         let config_path = dir.join("config.json");
         let json = serde_json::to_string_pretty(&self.config.to_json()).expect("JSON values serialize");
         std::fs::write(&config_path, json + "\n").map_err(|e| ModelError::io(&config_path, e))?;
-        checkpoint::save(&self.vs.variables(), &dir.join("model.safetensors"))?;
+        checkpoint::save(tensors, &dir.join("model.safetensors"))?;
         if let ModelSource::Folder(src) = &self.source {
             let same = src.canonicalize().ok() == dir.canonicalize().ok();
             for file in tokenizer::TOKENIZER_FILES {

@@ -7,6 +7,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use super::adapters::{Ia3Spec, LoraSpec};
 use super::error::ModelError;
 
 /// Trainable and total parameter counts.
@@ -56,32 +57,45 @@ pub fn thousands(n: i64) -> String {
     }
 }
 
-/// A tuning method, as far as this module knows them (later issues add LoRA, IA3, …).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A tuning method: which parameters train, and which adapters are injected.
+#[derive(Debug, Clone, PartialEq)]
 pub enum Method {
     /// Every parameter is trained.
     Full,
     /// Only the classification head (see `heads`) is trained.
     Head,
+    /// Every bias plus the classification head (Ben Zaken et al., 2022).
+    BitFit,
+    /// LoRA adapters on the target layers plus `modules_to_save`.
+    Lora(LoraSpec),
+    /// IA3 scaling vectors plus `modules_to_save`.
+    Ia3(Ia3Spec),
 }
 
 impl Method {
-    pub const NAMES: &'static [&'static str] = &["full", "head"];
+    /// Every method's name; `lora` and `ia3` take parameters.
+    pub const NAMES: &'static [&'static str] = &["full", "head", "bitfit", "lora", "ia3"];
 
-    pub fn name(self) -> &'static str {
+    pub fn name(&self) -> &'static str {
         match self {
             Method::Full => "full",
             Method::Head => "head",
+            Method::BitFit => "bitfit",
+            Method::Lora(_) => "lora",
+            Method::Ia3(_) => "ia3",
         }
     }
 }
 
+/// The methods without parameters, by name (`lora` and `ia3` are built from their task's
+/// parameters, see `tasks::methods`).
 impl FromStr for Method {
     type Err = ModelError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "full" => Ok(Method::Full),
             "head" => Ok(Method::Head),
+            "bitfit" => Ok(Method::BitFit),
             _ => Err(ModelError::UnknownMethod {
                 method: s.to_string(),
                 expected: Method::NAMES.join(", "),

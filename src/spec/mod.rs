@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use self::error::{Location, SpecError};
-use self::raw::{Declaration, Located, RawExperiment};
+use self::raw::{Declaration, Located, RawExperiment, SweepValues};
 use crate::tasks::DynTask;
 
 /// A loaded experiment: task instances in a deterministic topological order.
@@ -88,7 +88,8 @@ fn expand(raw: &RawExperiment, order: &[usize]) -> Result<Vec<TaskInstance>, Spe
         let upstream_choices = input_choices(declaration, &instances, &members)?;
         let mut created = Vec::new();
         for (inputs, inherited) in join_inputs(&upstream_choices, &instances) {
-            'point: for point in grid(&declaration.sweep) {
+            let sweep = resolve_sweep(raw, declaration, &inputs, &instances)?;
+            'point: for point in grid(&sweep) {
                 let mut table = base_table(raw, declaration);
                 let mut labels = inherited.clone();
                 for (param, value) in &point {
@@ -207,6 +208,70 @@ fn join_inputs(
         combos = next;
     }
     combos
+}
+
+/// The sweep's value lists, with `"halving"` resolved against the model the task uses.
+fn resolve_sweep(
+    raw: &RawExperiment,
+    declaration: &Declaration,
+    inputs: &BTreeMap<String, usize>,
+    instances: &[TaskInstance],
+) -> Result<Vec<(Located<String>, Vec<toml::Value>)>, SpecError> {
+    let mut resolved = Vec::new();
+    for (param, values) in &declaration.sweep {
+        let list = match values {
+            SweepValues::List(list) => list.clone(),
+            SweepValues::Halving => {
+                let hidden = model_hidden_size(raw, declaration, inputs, instances).map_err(|message| {
+                    SpecError::at(
+                        &param.location,
+                        Some(format!("tasks.{}.sweep.{}", declaration.name.value, param.value)),
+                        format!("`\"halving\"` needs the model's hidden size: {message}"),
+                    )
+                })?;
+                std::iter::successors(Some(hidden), |&r| (r > 1).then_some(r / 2))
+                    .map(toml::Value::Integer)
+                    .collect()
+            }
+        };
+        resolved.push((param.clone(), list));
+    }
+    Ok(resolved)
+}
+
+/// The hidden size of the model a task uses: its own `model` parameter, else the nearest
+/// upstream task's.
+fn model_hidden_size(
+    raw: &RawExperiment,
+    declaration: &Declaration,
+    inputs: &BTreeMap<String, usize>,
+    instances: &[TaskInstance],
+) -> Result<i64, String> {
+    let own = base_table(raw, declaration)
+        .get("model")
+        .and_then(|(value, _)| value.as_str().map(|m| (m.to_string(), declaration.base_dir.clone())));
+    let mut queue: std::collections::VecDeque<usize> = inputs.values().copied().collect();
+    let mut found = own;
+    while found.is_none() {
+        let Some(index) = queue.pop_front() else { break };
+        let upstream = &instances[index];
+        found = upstream
+            .params
+            .get("model")
+            .and_then(|m| m.as_str())
+            .map(|m| (m.to_string(), upstream.base_dir.clone()));
+        queue.extend(upstream.inputs.values().copied());
+    }
+    let (model, base_dir) = found.ok_or("neither the task nor its inputs set `model`")?;
+    let folder = crate::tasks::tokenize::model_path(&base_dir, &model).map_err(|e| format!("{e:#}"))?;
+    let config = if folder.is_file() {
+        folder
+    } else {
+        folder.join("config.json")
+    };
+    crate::model::ModelConfig::from_file(&config)
+        .map(|c| c.hidden_size())
+        .map_err(|e| e.to_string())
 }
 
 /// The cartesian product of a sweep table, in file order.

@@ -20,6 +20,15 @@ pub struct Located<T> {
     pub location: Location,
 }
 
+/// The values of one swept parameter.
+#[derive(Debug, Clone)]
+pub enum SweepValues {
+    List(Vec<toml::Value>),
+    /// `"halving"`: the model's hidden size, then halved down to 1 (768, 384, …, 3, 1),
+    /// resolved once the task's model is known.
+    Halving,
+}
+
 /// A task as declared: before defaults, sweeps and input expansion.
 #[derive(Debug, Clone)]
 pub struct Declaration {
@@ -28,8 +37,8 @@ pub struct Declaration {
     /// slot → referenced task name (or sweep member name).
     pub inputs: Vec<(Located<String>, Located<String>)>,
     pub params: Vec<(Located<String>, toml::Value)>,
-    /// Swept parameters in file order, each with its list of values.
-    pub sweep: Vec<(Located<String>, Vec<toml::Value>)>,
+    /// Swept parameters in file order, each with its values.
+    pub sweep: Vec<(Located<String>, SweepValues)>,
     pub base_dir: PathBuf,
 }
 
@@ -413,25 +422,30 @@ fn read_declaration(
                     if !kind.param_names().contains(&param.get_ref().as_ref()) {
                         return Err(unknown_param(&param_location, &param_dotted, kind, param.get_ref()));
                     }
-                    let DeValue::Array(items) = values.get_ref() else {
-                        return Err(type_error(
-                            &at(values.span()),
-                            &param_dotted,
-                            "a list of values to sweep over",
-                            values,
-                        ));
+                    let items = match values.get_ref() {
+                        DeValue::String(rule) if rule.as_ref() == "halving" => SweepValues::Halving,
+                        DeValue::Array(items) if !items.is_empty() => SweepValues::List(
+                            items
+                                .iter()
+                                .map(|item| to_value(source, item))
+                                .collect::<Result<Vec<_>, _>>()?,
+                        ),
+                        DeValue::Array(_) => {
+                            return Err(SpecError::at(
+                                &at(values.span()),
+                                Some(param_dotted),
+                                "a sweep needs at least one value",
+                            ))
+                        }
+                        _ => {
+                            return Err(type_error(
+                                &at(values.span()),
+                                &param_dotted,
+                                "a list of values to sweep over (or \"halving\")",
+                                values,
+                            ))
+                        }
                     };
-                    if items.is_empty() {
-                        return Err(SpecError::at(
-                            &at(values.span()),
-                            Some(param_dotted),
-                            "a sweep needs at least one value",
-                        ));
-                    }
-                    let items = items
-                        .iter()
-                        .map(|item| to_value(source, item))
-                        .collect::<Result<Vec<_>, _>>()?;
                     declaration.sweep.push((
                         Located {
                             value: param.get_ref().to_string(),

@@ -50,7 +50,7 @@ impl Task for Evaluate {
     fn slots() -> &'static [Slot] {
         const SLOTS: &[Slot] = &[
             Slot::required("tokens", &["tokenize"]),
-            Slot::optional("model", &["finetune", "headtune"]),
+            Slot::optional("model", &["finetune", "headtune", "bitfit", "lora"]),
         ];
         SLOTS
     }

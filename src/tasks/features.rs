@@ -73,7 +73,9 @@ impl Task for Features {
         )?;
         let started = std::time::Instant::now();
         let mut tensors = Vec::new();
+        let mut metrics = Metrics::default();
         for (split, examples) in [("train", &tokens.train), ("eval", &tokens.eval)] {
+            let split_started = std::time::Instant::now();
             let data = TokenExamples {
                 examples,
                 pad_id: tokens.shape.pad_id,
@@ -101,6 +103,10 @@ impl Task for Features {
             let rows: Vec<Tensor> = rows.into_iter().map(|r| r.expect("every example encoded")).collect();
             let labels: Vec<i64> = examples.iter().map(|e| e.label).collect();
             tensors.push((split, Tensor::stack(&rows, 0), labels));
+            metrics.extra.insert(
+                format!("{split}_encode_time_s"),
+                split_started.elapsed().as_secs_f64().into(),
+            );
         }
         let info = FeaturesInfo {
             pooling: params.pooling,
@@ -108,7 +114,6 @@ impl Task for Features {
             n_classes: tokens.shape.n_classes,
         };
         write(&ctx.output("features.safetensors"), &tensors, &info)?;
-        let mut metrics = Metrics::default();
         metrics
             .extra
             .insert("encode_time_s".into(), started.elapsed().as_secs_f64().into());

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use super::tokenize::{self, model_files};
+use super::tokenize::model_files;
 use super::{Context, Metrics, Slot, Task};
 use crate::model::Method;
 use crate::train::{self, TrainParams};
@@ -18,8 +18,7 @@ impl Task for Finetune {
     type Params = TrainParams;
 
     fn slots() -> &'static [Slot] {
-        const SLOTS: &[Slot] = &[Slot::required("tokens", &["tokenize"])];
-        SLOTS
+        super::TOKENS_INPUT
     }
 
     fn files(params: &TrainParams, base_dir: &Path) -> Result<Vec<(&'static str, PathBuf)>> {
@@ -32,10 +31,7 @@ impl Task for Finetune {
 
     fn run(params: &TrainParams, ctx: &Context) -> Result<Metrics> {
         let _torch = train::exclusive_torch();
-        let tokens = tokenize::load(&ctx.input("tokens")?.dir)?;
-        let model = train::pretrained_for(ctx, params, tokens.shape.n_classes, Method::Full)?;
-        let (train_set, eval_set) = train::token_sets(&tokens);
-        let outcome = train::train(ctx, &model, params, &train_set, &eval_set, tokens.shape.n_classes)?;
+        let (model, outcome) = train::fit(ctx, params, &Method::Full)?;
         train::finish(ctx, &model, params, "full fine-tuning", &outcome)
     }
 }

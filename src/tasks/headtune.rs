@@ -53,12 +53,12 @@ impl Task for Headtune {
                     params.pooling
                 );
             }
-            let model = train::pretrained_for(ctx, params, info.n_classes, Method::Head)?;
+            let model = train::pretrained_for(ctx, params, info.n_classes, &Method::Head)?;
             let outcome = train::train(ctx, &model, params, &train_set, &eval_set, info.n_classes)?;
             train::finish(ctx, &model, params, "head-tuning (cached features)", &outcome)
         } else {
             let tokens = tokenize::load(&data.dir)?;
-            let model = train::pretrained_for(ctx, params, tokens.shape.n_classes, Method::Head)?;
+            let model = train::pretrained_for(ctx, params, tokens.shape.n_classes, &Method::Head)?;
             let (train_set, eval_set) = train::token_sets(&tokens);
             let outcome = train::train(ctx, &model, params, &train_set, &eval_set, tokens.shape.n_classes)?;
             train::finish(ctx, &model, params, "head-tuning", &outcome)

@@ -7,14 +7,19 @@
 //! store never knows what a file means. Adding a method is one new file plus one line
 //! in [`registry`].
 
+pub mod bitfit;
 pub mod classify;
 pub mod dataset;
 pub mod evaluate;
 pub mod features;
 pub mod finetune;
 pub mod headtune;
+pub mod ia3;
 pub mod logreg;
+pub mod lora;
 pub mod naive_bayes;
+pub mod surgery_check;
+pub mod svd_approx;
 pub mod tfidf;
 pub mod tokenize;
 
@@ -54,6 +59,9 @@ impl Slot {
         }
     }
 }
+
+/// The input of the training kinds: a `tokenize` task's splits.
+pub const TOKENS_INPUT: &[Slot] = &[Slot::required("tokens", &["tokenize"])];
 
 /// What a task reports about itself; stored as `metrics.json` in its artifact and read by
 /// `report`. The common columns are typed; anything kind-specific goes to `extra`.
@@ -232,6 +240,11 @@ pub fn registry() -> &'static [&'static dyn DynTask] {
         &Kind::<evaluate::Evaluate>(PhantomData),
         &Kind::<finetune::Finetune>(PhantomData),
         &Kind::<headtune::Headtune>(PhantomData),
+        &Kind::<bitfit::BitFit>(PhantomData),
+        &Kind::<lora::Lora>(PhantomData),
+        &Kind::<ia3::Ia3>(PhantomData),
+        &Kind::<svd_approx::SvdApprox>(PhantomData),
+        &Kind::<surgery_check::SurgeryCheck>(PhantomData),
     ];
     KINDS
 }
@@ -242,4 +255,30 @@ pub fn lookup(kind: &str) -> Option<&'static dyn DynTask> {
 
 pub fn kind_names() -> Vec<&'static str> {
     registry().iter().map(|k| k.kind()).collect()
+}
+
+/// A tuning method by name with its parameters (a task table without `kind`/`inputs`:
+/// `r`, `lora_alpha`, …), validated by the method's task kind: what `inspect --method` shows.
+pub fn method(name: &str, model: &str, mut params: toml::Table) -> Result<crate::model::Method> {
+    use crate::model::Method;
+    let typed = |kind: &str, params: toml::Table| -> Result<serde_json::Value> {
+        let task = lookup(kind).with_context(|| format!("internal: no kind {kind}"))?;
+        task.resolve(params).map_err(|e| {
+            let key = e.key.map(|k| format!("{k}: ")).unwrap_or_default();
+            anyhow::anyhow!("--method {name}: {key}{}", e.message)
+        })
+    };
+    params.insert("model".into(), toml::Value::String(model.into()));
+    Ok(match name {
+        "lora" => Method::Lora(serde_json::from_value::<lora::Params>(typed("lora", params)?)?.spec()),
+        "ia3" => Method::Ia3(serde_json::from_value::<ia3::Params>(typed("ia3", params)?)?.spec()),
+        other => {
+            let method: Method = other.parse()?;
+            params.remove("model");
+            if let Some(key) = params.keys().next() {
+                bail!("--method {other} takes no parameters, got `{key}`");
+            }
+            method
+        }
+    })
 }

@@ -1,0 +1,356 @@
+//! PEFT's methods on the tch models, with PEFT's semantics and names: LoRA and IA3 wrap
+//! linear layers (see [`LinearLayer`]), BitFit is a choice of trainable parameters, and an
+//! adapter is saved as PEFT saves it (`adapter_config.json` + `adapter_model.safetensors`,
+//! keys `base_model.model.<module>.lora_A.weight`), so `PeftModel.from_pretrained` loads it.
+//!
+//! - LoRA: `y = W x + b + (alpha / r) · B A dropout(x)`, A `[r, in]`, B `[out, r]` = 0 at the
+//!   start; `use_rslora` scales by `alpha / sqrt(r)`.
+//! - IA3: a learned vector `ia3_l` (ones at the start) scales a layer's output, or, for the
+//!   feed-forward modules, its input.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use tch::nn::{self, Init, VarStore};
+use tch::Tensor;
+
+use super::error::{ModelError, Result};
+use super::layers::{Dropout, Linear, LinearLayer, LinearSlot};
+use super::surgery::{self, matches_any};
+use super::tree::ModuleNode;
+use super::LoadedModel;
+
+/// How LoRA's A matrix starts (B always starts at zero).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LoraInit {
+    /// A ~ N(0, 1), as the lab specifies.
+    #[default]
+    Gaussian,
+    /// PEFT's default: `kaiming_uniform_(a=√5)`, i.e. U(−1/√in, 1/√in).
+    Kaiming,
+}
+
+/// PEFT's `bias` option: which biases train besides the adapter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BiasMode {
+    #[default]
+    None,
+    All,
+    LoraOnly,
+}
+
+/// A LoRA configuration, PEFT's `LoraConfig` fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoraSpec {
+    pub r: i64,
+    pub lora_alpha: f64,
+    pub lora_dropout: f64,
+    /// `None`: the model type's default (q_lin, v_lin / query, value).
+    pub target_modules: Option<Vec<String>>,
+    pub bias: BiasMode,
+    /// `None`: the classification head.
+    pub modules_to_save: Option<Vec<String>>,
+    pub init: LoraInit,
+    pub use_rslora: bool,
+}
+
+impl LoraSpec {
+    pub fn scaling(&self) -> f64 {
+        if self.use_rslora {
+            self.lora_alpha / (self.r as f64).sqrt()
+        } else {
+            self.lora_alpha / self.r as f64
+        }
+    }
+}
+
+/// An IA3 configuration, PEFT's `IA3Config` fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ia3Spec {
+    /// `None`: the model type's default (PEFT's mapping).
+    pub target_modules: Option<Vec<String>>,
+    /// Which targets scale their input instead of their output; `None`: PEFT's mapping.
+    pub feedforward_modules: Option<Vec<String>>,
+    pub modules_to_save: Option<Vec<String>>,
+}
+
+/// PEFT's default target modules per model type.
+pub fn default_lora_targets(model_type: &str) -> Vec<String> {
+    let names: &[&str] = match model_type {
+        "distilbert" => &["q_lin", "v_lin"],
+        _ => &["query", "value"],
+    };
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+/// PEFT's IA3 defaults per model type: (target modules, feed-forward modules).
+pub fn default_ia3_targets(model_type: &str) -> (Vec<String>, Vec<String>) {
+    let (targets, feedforward): (&[&str], &[&str]) = match model_type {
+        "distilbert" => (&["k_lin", "v_lin", "lin2"], &["lin2"]),
+        _ => (&["key", "value", "output.dense"], &["output.dense"]),
+    };
+    let owned = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+    (owned(targets), owned(feedforward))
+}
+
+/// `torch.nn.Linear` plus a LoRA update (`peft.tuners.lora.Linear`).
+#[derive(Debug)]
+pub struct LoraLinear {
+    pub base: LinearSlot,
+    pub lora_a: Tensor,
+    pub lora_b: Tensor,
+    pub scaling: f64,
+    pub dropout: Dropout,
+}
+
+impl LoraLinear {
+    /// `W + scaling · B A`: the plain layer this one computes (dropout aside).
+    pub fn merged_weight(&self) -> Result<Tensor> {
+        let base = self
+            .base
+            .as_any()
+            .downcast_ref::<Linear>()
+            .ok_or_else(|| ModelError::Surgery {
+                message: "a LoRA layer wraps another adapter; cannot merge".into(),
+            })?;
+        let delta = tch::no_grad(|| self.lora_b.f_matmul(&self.lora_a))?.f_mul_scalar(self.scaling)?;
+        Ok(tch::no_grad(|| base.weight.f_add(&delta))?)
+    }
+}
+
+impl LinearLayer for LoraLinear {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        let out = self.base.forward_t(xs, train)?;
+        let update = self
+            .dropout
+            .forward_t(xs, train)?
+            .f_linear::<Tensor>(&self.lora_a, None)?
+            .f_linear::<Tensor>(&self.lora_b, None)?;
+        Ok(out.f_add(&update.f_mul_scalar(self.scaling)?)?)
+    }
+    fn in_features(&self) -> i64 {
+        self.base.in_features()
+    }
+    fn out_features(&self) -> i64 {
+        self.base.out_features()
+    }
+    fn module_node(&self) -> ModuleNode {
+        let r = self.lora_a.size()[0];
+        let linear =
+            |i: i64, o: i64| ModuleNode::leaf("Linear", format!("in_features={i}, out_features={o}, bias=False"));
+        ModuleNode::new(
+            "lora.Linear",
+            vec![
+                ("base_layer", self.base.module_node()),
+                ("lora_dropout", self.dropout.module_node()),
+                ("lora_A", linear(self.in_features(), r)),
+                ("lora_B", linear(r, self.out_features())),
+            ],
+        )
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn Any> {
+        self
+    }
+}
+
+/// `torch.nn.Linear` with IA3 scaling (`peft.tuners.ia3.Linear`).
+#[derive(Debug)]
+pub struct Ia3Linear {
+    pub base: LinearSlot,
+    /// `[out, 1]`, or `[1, in]` for a feed-forward module.
+    pub ia3_l: Tensor,
+    pub feedforward: bool,
+}
+
+impl LinearLayer for Ia3Linear {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        let scale = self.ia3_l.f_flatten(0, -1)?;
+        if self.feedforward {
+            self.base.forward_t(&xs.f_mul(&scale)?, train)
+        } else {
+            Ok(self.base.forward_t(xs, train)?.f_mul(&scale)?)
+        }
+    }
+    fn in_features(&self) -> i64 {
+        self.base.in_features()
+    }
+    fn out_features(&self) -> i64 {
+        self.base.out_features()
+    }
+    fn module_node(&self) -> ModuleNode {
+        ModuleNode::new("ia3.Linear", vec![("base_layer", self.base.module_node())])
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn Any> {
+        self
+    }
+}
+
+/// The `nn::Path` of a dotted HF module name (tch paths take one segment at a time).
+fn path_of<'a>(vs: &'a VarStore, name: &str) -> nn::Path<'a> {
+    name.split('.').fold(vs.root(), |path, segment| path / segment)
+}
+
+/// Wraps every layer `spec` targets in a [`LoraLinear`]; returns their names.
+pub fn inject_lora(model: &mut LoadedModel, spec: &LoraSpec) -> Result<Vec<String>> {
+    if spec.r < 1 {
+        return Err(ModelError::Surgery {
+            message: format!("LoRA rank r must be at least 1, got {}", spec.r),
+        });
+    }
+    if spec.lora_alpha.is_nan() || spec.lora_alpha <= 0.0 {
+        return Err(ModelError::Surgery {
+            message: format!("lora_alpha must be positive, got {}", spec.lora_alpha),
+        });
+    }
+    if !(0.0..1.0).contains(&spec.lora_dropout) {
+        return Err(ModelError::Surgery {
+            message: format!("lora_dropout must be in [0, 1), got {}", spec.lora_dropout),
+        });
+    }
+    let targets = spec
+        .target_modules
+        .clone()
+        .unwrap_or_else(|| default_lora_targets(model.config.model_type()));
+    let names = surgery::select(model, &targets)?;
+    let vs = &model.vs;
+    let mut created = Vec::new();
+    for name in &names {
+        let path = path_of(vs, name);
+        let slot = model.network.linear_slot(name)?;
+        let (fan_in, fan_out) = (slot.in_features(), slot.out_features());
+        if spec.r > fan_in.min(fan_out) {
+            return Err(ModelError::RankOutOfRange {
+                rank: spec.r,
+                shape: vec![fan_out, fan_in],
+                max: fan_in.min(fan_out),
+            });
+        }
+        let init_a = match spec.init {
+            LoraInit::Gaussian => Init::Randn { mean: 0.0, stdev: 1.0 },
+            LoraInit::Kaiming => {
+                let bound = 1.0 / (fan_in as f64).sqrt();
+                Init::Uniform { lo: -bound, up: bound }
+            }
+        };
+        let lora_a = (&path / "lora_A").f_var("weight", &[spec.r, fan_in], init_a)?;
+        let lora_b = (&path / "lora_B").f_zeros("weight", &[fan_out, spec.r])?;
+        created.push((name.clone(), lora_a, lora_b));
+    }
+    for (name, lora_a, lora_b) in created {
+        let dropout = Dropout { p: spec.lora_dropout };
+        let scaling = spec.scaling();
+        model.replace_linear(&name, |base| {
+            Ok(Box::new(LoraLinear {
+                base,
+                lora_a,
+                lora_b,
+                scaling,
+                dropout,
+            }))
+        })?;
+    }
+    Ok(names)
+}
+
+/// Wraps every layer `spec` targets in an [`Ia3Linear`]; returns their names.
+pub fn inject_ia3(model: &mut LoadedModel, spec: &Ia3Spec) -> Result<Vec<String>> {
+    let (default_targets, default_ff) = default_ia3_targets(model.config.model_type());
+    let targets = spec.target_modules.clone().unwrap_or(default_targets);
+    let feedforward = spec.feedforward_modules.clone().unwrap_or(default_ff);
+    let names = surgery::select(model, &targets)?;
+    for ff in &feedforward {
+        if !names.iter().any(|n| matches_any(std::slice::from_ref(ff), n)) {
+            return Err(ModelError::Surgery {
+                message: format!("feedforward module {ff:?} is not among the IA3 target modules"),
+            });
+        }
+    }
+    let mut created = Vec::new();
+    for name in &names {
+        let slot = model.network.linear_slot(name)?;
+        let is_ff = matches_any(&feedforward, name);
+        let shape = if is_ff {
+            [1, slot.in_features()]
+        } else {
+            [slot.out_features(), 1]
+        };
+        let ia3_l = path_of(&model.vs, name).f_var("ia3_l", &shape, Init::Const(1.0))?;
+        created.push((name.clone(), ia3_l, is_ff));
+    }
+    for (name, ia3_l, feedforward) in created {
+        model.replace_linear(&name, |base| {
+            Ok(Box::new(Ia3Linear {
+                base,
+                ia3_l,
+                feedforward,
+            }))
+        })?;
+    }
+    Ok(names)
+}
+
+/// Whether parameter `param` lies inside one of the modules `modules` names (any ancestor
+/// module path matches, as PEFT's `modules_to_save` wraps whole modules).
+pub fn in_modules(modules: &[String], param: &str) -> bool {
+    param
+        .match_indices('.')
+        .any(|(at, _)| matches_any(modules, &param[..at]))
+}
+
+/// The adapter's tensors under PEFT's keys: every trainable parameter, as
+/// `base_model.model.<name>`; the bias of a wrapped layer lives under `base_layer`.
+pub fn adapter_tensors(model: &mut LoadedModel) -> Result<HashMap<String, Tensor>> {
+    let wrapped: Vec<String> = model
+        .network
+        .linears_mut()
+        .into_iter()
+        .filter(|(_, slot)| slot.as_any().downcast_ref::<Linear>().is_none())
+        .map(|(name, _)| name)
+        .collect();
+    let mut tensors = HashMap::new();
+    for (name, tensor) in model.trainable_parameters() {
+        let key = match name.strip_suffix(".bias") {
+            Some(module) if wrapped.iter().any(|w| w == module) => format!("{module}.base_layer.bias"),
+            _ => name,
+        };
+        tensors.insert(format!("base_model.model.{key}"), tensor.detach());
+    }
+    Ok(tensors)
+}
+
+/// Writes PEFT's adapter folder: `adapter_config.json` (given) and `adapter_model.safetensors`.
+pub fn save_adapter(model: &mut LoadedModel, dir: &Path, config: &serde_json::Value) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
+    let tensors = adapter_tensors(model)?;
+    super::checkpoint::save(&tensors, &dir.join("adapter_model.safetensors"))?;
+    let path = dir.join("adapter_config.json");
+    let json = serde_json::to_string_pretty(config).expect("JSON values serialize");
+    std::fs::write(&path, json + "\n").map_err(|e| ModelError::io(&path, e))
+}
+
+/// The model's tensors with every LoRA update merged into its base weight and the adapter
+/// tensors left out: a plain checkpoint transformers loads without PEFT.
+pub fn merged_tensors(model: &mut LoadedModel) -> Result<HashMap<String, Tensor>> {
+    let mut tensors = model.vs.variables();
+    tensors.retain(|name, _| !name.contains(".lora_A.") && !name.contains(".lora_B.") && !name.ends_with(".ia3_l"));
+    for (name, slot) in model.network.linears_mut() {
+        if let Some(lora) = slot.as_any().downcast_ref::<LoraLinear>() {
+            tensors.insert(format!("{name}.weight"), lora.merged_weight()?);
+        } else if slot.as_any().downcast_ref::<Ia3Linear>().is_some() {
+            return Err(ModelError::Surgery {
+                message: format!("{name}: merging IA3 adapters is not supported"),
+            });
+        }
+    }
+    Ok(tensors)
+}

@@ -1,0 +1,86 @@
+//! `ia3`: IA3 (Liu et al., 2022) with PEFT's semantics and field names: learned vectors
+//! scale the outputs of the `target_modules` (default: keys, values and the feed-forward
+//! output) — or, for the `feedforward_modules`, their inputs. Only those vectors and
+//! `modules_to_save` (the classification head by default) train.
+//!
+//! Output: `adapter/` in PEFT's format (`adapter_config.json`, `adapter_model.safetensors`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use super::tokenize::model_files;
+use super::{Context, Metrics, Slot, Task};
+use crate::model::adapters::{self, Ia3Spec};
+use crate::model::Method;
+use crate::train::{self, training_params};
+
+pub struct Ia3;
+
+training_params! {
+    pub struct Params {
+        /// Layer names or globs; default PEFT's mapping (k, v and the feed-forward output).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub target_modules: Option<Vec<String>>,
+        /// Targets whose input (not output) is scaled; default PEFT's mapping.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub feedforward_modules: Option<Vec<String>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub modules_to_save: Option<Vec<String>>,
+    }
+}
+
+impl Params {
+    pub fn spec(&self) -> Ia3Spec {
+        Ia3Spec {
+            target_modules: self.target_modules.clone(),
+            feedforward_modules: self.feedforward_modules.clone(),
+            modules_to_save: self.modules_to_save.clone(),
+        }
+    }
+}
+
+impl Task for Ia3 {
+    const KIND: &'static str = "ia3";
+    const VERSION: u32 = 1;
+    type Params = Params;
+
+    fn slots() -> &'static [Slot] {
+        super::TOKENS_INPUT
+    }
+
+    fn files(params: &Params, base_dir: &Path) -> Result<Vec<(&'static str, PathBuf)>> {
+        model_files(base_dir, &params.model)
+    }
+
+    fn reports() -> bool {
+        true
+    }
+
+    fn run(params: &Params, ctx: &Context) -> Result<Metrics> {
+        let _torch = train::exclusive_torch();
+        let training = params.training();
+        let (mut model, outcome) = train::fit(ctx, &training, &Method::Ia3(params.spec()))?;
+        let (default_targets, default_ff) = adapters::default_ia3_targets(model.config.model_type());
+        let modules_to_save = super::lora::modules_to_save(&model, &params.modules_to_save);
+        let config = serde_json::json!({
+            "peft_type": "IA3",
+            "task_type": "SEQ_CLS",
+            "base_model_name_or_path": params.model,
+            "target_modules": params.target_modules.clone().unwrap_or(default_targets),
+            "feedforward_modules": params.feedforward_modules.clone().unwrap_or(default_ff),
+            "modules_to_save": modules_to_save,
+            "init_ia3_weights": true,
+            "fan_in_fan_out": false,
+            "inference_mode": true,
+            "revision": null,
+        });
+        let info = train::CheckpointInfo {
+            pooling: params.pooling,
+            method: "IA3".into(),
+            base_model: params.model.clone(),
+        };
+        super::lora::save_adapter(ctx, &mut model, &config, &info)?;
+        train::training_metrics("IA3", &model, &outcome)
+    }
+}

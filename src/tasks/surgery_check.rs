@@ -1,0 +1,110 @@
+//! `surgery_check`: the lab's test that layer surgery works. The target layers (q and v by
+//! default) of a trained model are replaced by randomly re-initialised clones — accuracy
+//! should drop towards chance — and then the originals are put back, which must give
+//! exactly the original accuracy (the task fails otherwise).
+
+use anyhow::{bail, Context as _, Result};
+use serde::{Deserialize, Serialize};
+
+use super::{tokenize, Context, Metrics, Slot, Task};
+use crate::model::{adapters, surgery, DeviceChoice, LoadedModel};
+use crate::train::{self, Evaluation, TokenExamples};
+
+pub struct SurgeryCheck;
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// Layer names or globs; default the query and value projections.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_modules: Option<Vec<String>>,
+    /// Seed of the re-initialisation.
+    #[serde(default = "train::defaults::seed")]
+    pub seed: u64,
+    #[serde(default = "train::defaults::eval_batch_size")]
+    pub batch_size: usize,
+    #[serde(default)]
+    pub device: DeviceChoice,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
+}
+
+impl Task for SurgeryCheck {
+    const KIND: &'static str = "surgery_check";
+    const VERSION: u32 = 1;
+    type Params = Params;
+
+    fn slots() -> &'static [Slot] {
+        const SLOTS: &[Slot] = &[
+            Slot::required("tokens", &["tokenize"]),
+            Slot::required("model", &["finetune", "headtune", "bitfit"]),
+        ];
+        SLOTS
+    }
+
+    fn reports() -> bool {
+        true
+    }
+
+    fn run(params: &Params, ctx: &Context) -> Result<Metrics> {
+        let _torch = train::exclusive_torch();
+        let tokens = tokenize::load(&ctx.input("tokens")?.dir)?;
+        let n_classes = tokens.shape.n_classes;
+        let (mut model, info) =
+            train::load_trained(&ctx.input("model")?.dir, n_classes, params.device, params.threads)?;
+        let targets = params
+            .target_modules
+            .clone()
+            .unwrap_or_else(|| adapters::default_lora_targets(model.config.model_type()));
+        let names = surgery::select(&mut model, &targets)?;
+        let data = TokenExamples {
+            examples: &tokens.eval,
+            pad_id: tokens.shape.pad_id,
+        };
+        let eval = |model: &LoadedModel| -> Result<Evaluation> {
+            train::evaluate(ctx, model, &data, params.batch_size, info.pooling, n_classes)
+        };
+        let original = eval(&model)?;
+        let saved = names
+            .iter()
+            .map(|name| surgery::extract(&mut model, name))
+            .collect::<Result<Vec<_>, _>>()?;
+        tch::manual_seed(params.seed as i64);
+        let std = model.config.initializer_range();
+        for name in &names {
+            surgery::reinitialise(&mut model, name, std)?;
+        }
+        let random = eval(&model)?;
+        for (name, (weight, bias)) in names.iter().zip(&saved) {
+            surgery::replace(&mut model, name, weight, bias.as_ref())
+                .with_context(|| format!("cannot put {name} back"))?;
+        }
+        let restored = eval(&model)?;
+        if restored.accuracy != original.accuracy || restored.loss != original.loss {
+            bail!(
+                "restoring the original layers did not restore the model: accuracy {} → {}, loss {} → {}",
+                original.accuracy,
+                restored.accuracy,
+                original.loss,
+                restored.loss
+            );
+        }
+        let mut metrics = Metrics {
+            method: Some(format!("{} re-initialised ({} layers)", targets.join(","), names.len())),
+            accuracy: Some(random.accuracy),
+            f1: Some(random.f1),
+            eval_time_s: Some(original.seconds + random.seconds + restored.seconds),
+            ..Metrics::default()
+        };
+        metrics
+            .extra
+            .insert("original_accuracy".into(), original.accuracy.into());
+        metrics
+            .extra
+            .insert("restored_accuracy".into(), restored.accuracy.into());
+        metrics.extra.insert("original_loss".into(), original.loss.into());
+        metrics.extra.insert("restored_loss".into(), restored.loss.into());
+        metrics.extra.insert("random_loss".into(), random.loss.into());
+        Ok(metrics)
+    }
+}
