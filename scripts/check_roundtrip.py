@@ -22,6 +22,16 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 TOL = 1e-4
 
 
+def compare(folder, what, model, rust):
+    """Runs `model` on the Rust inputs; fails unless its logits match the Rust ones."""
+    with torch.no_grad():
+        logits = model(input_ids=rust["input_ids"], attention_mask=rust["attention_mask"]).logits
+    diff = (logits - rust["logits"]).abs().max().item()
+    print(f"{folder}: {what}, logits {tuple(logits.shape)}, max abs diff {diff:.3e}")
+    if diff > TOL:
+        raise SystemExit(f"{folder}: {what}: logits differ by {diff} > {TOL}")
+
+
 def check_adapter(folder):
     """An adapter folder: PEFT loads `adapter/` onto `base/` and must give the Rust logits."""
     from peft import PeftModel
@@ -35,21 +45,11 @@ def check_adapter(folder):
     saved = sum(t.numel() for t in load_file(os.path.join(folder, "adapter", "adapter_model.safetensors")).values())
     if trainable != saved:
         raise SystemExit(f"{folder}: PEFT trains {trainable} parameters, the adapter holds {saved}")
-    with torch.no_grad():
-        logits = model(input_ids=rust["input_ids"], attention_mask=rust["attention_mask"]).logits
-    diff = (logits - rust["logits"]).abs().max().item()
     kind = model.peft_config["default"].peft_type
-    print(f"{folder}: PEFT {kind} on {type(base).__name__}, {trainable:,} trainable, logits {tuple(logits.shape)}, max abs diff {diff:.3e}")
-    if diff > TOL:
-        raise SystemExit(f"{folder}: PEFT logits differ by {diff} > {TOL}")
+    compare(folder, f"PEFT {kind} on {type(base).__name__}, {trainable:,} trainable", model, rust)
     if os.path.isdir(os.path.join(folder, "merged")):
         merged = AutoModelForSequenceClassification.from_pretrained(os.path.join(folder, "merged")).eval()
-        with torch.no_grad():
-            merged_logits = merged(input_ids=rust["input_ids"], attention_mask=rust["attention_mask"]).logits
-        diff = (merged_logits - rust["logits"]).abs().max().item()
-        print(f"{folder}: merged checkpoint in transformers, max abs diff {diff:.3e}")
-        if diff > TOL:
-            raise SystemExit(f"{folder}: merged logits differ by {diff} > {TOL}")
+        compare(folder, "merged checkpoint in transformers", merged, rust)
 
 
 def check(folder):
@@ -66,12 +66,7 @@ def check(folder):
     enc = tok(texts, padding=True, return_tensors="pt")
     if not torch.equal(enc["input_ids"], rust["input_ids"]):
         raise SystemExit(f"{folder}: tokenizer ids differ:\n{enc['input_ids']}\n{rust['input_ids']}")
-    with torch.no_grad():
-        logits = model(input_ids=rust["input_ids"], attention_mask=rust["attention_mask"]).logits
-    diff = (logits - rust["logits"]).abs().max().item()
-    print(f"{folder}: {type(model).__name__}, logits {tuple(logits.shape)}, max abs diff {diff:.3e}")
-    if diff > TOL:
-        raise SystemExit(f"{folder}: logits differ by {diff} > {TOL}")
+    compare(folder, type(model).__name__, model, rust)
 
 
 def main():

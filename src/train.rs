@@ -527,23 +527,30 @@ pub fn checkpoint_info(artifact: &Path) -> Result<CheckpointInfo> {
         .with_context(|| format!("{} is invalid", path.display()))
 }
 
-/// A trained checkpoint (the `checkpoint/` of a training task's artifact) and its info.
+/// The trained checkpoint of input `slot` (the `checkpoint/` of a training task's
+/// artifact) and its info.
 pub fn load_trained(
-    artifact: &Path,
+    ctx: &Context,
+    slot: &str,
     n_classes: usize,
     device: DeviceChoice,
     threads: Option<usize>,
 ) -> Result<(LoadedModel, CheckpointInfo)> {
-    let info = checkpoint_info(artifact)?;
-    let model = load_model(
-        &artifact.join(CHECKPOINT_DIR),
-        Origin::Trained,
-        n_classes,
-        defaults::seed(),
-        device,
-        threads,
-    )?;
-    Ok((model, info))
+    let artifact = &ctx.input(slot)?.dir;
+    let load = || -> Result<(LoadedModel, CheckpointInfo)> {
+        let info = checkpoint_info(artifact)?;
+        let checkpoint = artifact.join(CHECKPOINT_DIR);
+        let model = load_model(
+            &checkpoint,
+            Origin::Trained,
+            n_classes,
+            defaults::seed(),
+            device,
+            threads,
+        )?;
+        Ok((model, info))
+    };
+    load().with_context(|| format!("cannot load the trained model of input `{slot}`"))
 }
 
 /// What a task loads: a pretrained model that gets a head for the task, or a checkpoint

@@ -24,6 +24,38 @@ fn cpu() -> LoadOptions {
     }
 }
 
+/// Adds seeded noise to `params`, as training would, so a round trip cannot pass on
+/// untouched pretrained weights.
+fn perturb(params: Vec<(String, tch::Tensor)>, seed: i64, scale: f64) {
+    tch::manual_seed(seed);
+    tch::no_grad(|| {
+        for (_, mut t) in params {
+            let noise = t.randn_like() * scale;
+            let _ = t.f_add_(&noise).unwrap();
+        }
+    });
+}
+
+/// The fixture texts' ids, mask and logits under `m`.
+fn encode_and_forward(m: &model::LoadedModel, texts: &[&str]) -> (tch::Tensor, tch::Tensor, tch::Tensor) {
+    let (ids, mask) = m.encode(texts, 64).unwrap();
+    let logits = tch::no_grad(|| m.forward(&ids, &mask, false)).unwrap();
+    (ids, mask, logits)
+}
+
+/// What scripts/check_roundtrip.py compares Python's logits against.
+fn write_rust_outputs(out: &Path, ids: Tensor, mask: Tensor, logits: Tensor) {
+    Tensor::write_safetensors(
+        &[
+            ("input_ids", ids),
+            ("attention_mask", mask),
+            ("logits", logits.contiguous()),
+        ],
+        out.join("rust_outputs.safetensors"),
+    )
+    .unwrap();
+}
+
 fn roundtrip(name: &str, out: &Path, num_labels: Option<i64>) {
     let texts = [
         "the movie was great",
@@ -37,16 +69,8 @@ fn roundtrip(name: &str, out: &Path, num_labels: Option<i64>) {
         ..cpu()
     };
     let m = model::load(fixture(name).to_str().unwrap(), &opts).unwrap();
-    // Perturb every parameter, as training would.
-    tch::manual_seed(11);
-    tch::no_grad(|| {
-        for (_, mut t) in m.named_parameters() {
-            let noise = t.randn_like() * 0.05;
-            let _ = t.f_add_(&noise).unwrap();
-        }
-    });
-    let (ids, mask) = m.encode(&texts, 64).unwrap();
-    let logits = tch::no_grad(|| m.forward(&ids, &mask, false)).unwrap();
+    perturb(m.named_parameters(), 11, 0.05);
+    let (ids, mask, logits) = encode_and_forward(&m, &texts);
     m.save(out).unwrap();
     for f in ["config.json", "model.safetensors", "tokenizer.json", "vocab.txt"] {
         assert!(out.join(f).is_file(), "{name}: saved folder lacks {f}");
@@ -76,15 +100,7 @@ fn roundtrip(name: &str, out: &Path, num_labels: Option<i64>) {
     let mut saved_sorted = saved.clone();
     saved_sorted.sort();
     assert_eq!(names, saved_sorted);
-    Tensor::write_safetensors(
-        &[
-            ("input_ids", ids),
-            ("attention_mask", mask),
-            ("logits", logits.contiguous()),
-        ],
-        out.join("rust_outputs.safetensors"),
-    )
-    .unwrap();
+    write_rust_outputs(out, ids, mask, logits);
 }
 
 fn out_dir(name: &str) -> (Option<tempfile::TempDir>, PathBuf) {
@@ -128,15 +144,8 @@ fn adapter_roundtrip(name: &str, out: &Path, method: &Method, config: serde_json
     let mut m = model::load(fixture(name).to_str().unwrap(), &cpu()).unwrap();
     m.save(&out.join("base")).unwrap();
     m.apply_method(method).unwrap();
-    tch::manual_seed(5);
-    tch::no_grad(|| {
-        for (_, mut t) in m.trainable_parameters() {
-            let noise = t.randn_like() * 0.1;
-            let _ = t.f_add_(&noise).unwrap();
-        }
-    });
-    let (ids, mask) = m.encode(&texts, 64).unwrap();
-    let logits = tch::no_grad(|| m.forward(&ids, &mask, false)).unwrap();
+    perturb(m.trainable_parameters(), 5, 0.1);
+    let (ids, mask, logits) = encode_and_forward(&m, &texts);
     adapters::save_adapter(&mut m, &out.join("adapter"), &config).unwrap();
     let saved = Tensor::read_safetensors(out.join("adapter/adapter_model.safetensors")).unwrap();
     assert!(
@@ -158,15 +167,7 @@ fn adapter_roundtrip(name: &str, out: &Path, method: &Method, config: serde_json
         let d = (&logits - &merged_logits).abs().max().double_value(&[]);
         assert!(d < 1e-5, "{name}: merged logits differ by {d}");
     }
-    Tensor::write_safetensors(
-        &[
-            ("input_ids", ids),
-            ("attention_mask", mask),
-            ("logits", logits.contiguous()),
-        ],
-        out.join("rust_outputs.safetensors"),
-    )
-    .unwrap();
+    write_rust_outputs(out, ids, mask, logits);
 }
 
 fn lora(r: i64, targets: &[&str]) -> LoraSpec {

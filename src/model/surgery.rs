@@ -48,6 +48,18 @@ pub fn matches_any(patterns: &[String], name: &str) -> bool {
         .any(|p| p.matches(name))
 }
 
+/// [`select`] over `targets`, or over the model type's query and value layers (the lab's
+/// and LoRA's default) when none are given.
+pub fn select_targets(model: &mut LoadedModel, targets: Option<&[String]>) -> Result<Vec<String>> {
+    match targets {
+        Some(patterns) => select(model, patterns),
+        None => {
+            let defaults = super::adapters::default_lora_targets(model.config.model_type());
+            select(model, &defaults)
+        }
+    }
+}
+
 /// The linear layers matched by `patterns`, in module order. Errors name a pattern that
 /// matches nothing, with the layer names available.
 pub fn select(model: &mut LoadedModel, patterns: &[String]) -> Result<Vec<String>> {

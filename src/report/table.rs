@@ -107,15 +107,7 @@ fn stat_text(stat: &Option<Stat>, format: impl Fn(f64) -> String) -> String {
 
 /// `66955010` → `66,955,010`.
 pub fn thousands(value: u64) -> String {
-    let digits = value.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+    crate::model::params::thousands(i64::try_from(value).unwrap_or(i64::MAX))
 }
 
 /// `key=value, …` for the parameters a comparison shares.

@@ -181,13 +181,13 @@ fn missing_reference(
     error
 }
 
+/// One choice of upstream instance per input slot, with the sweep labels it carries.
+type InputCombo = (BTreeMap<String, usize>, Vec<(String, String)>);
+
 /// Every combination of upstream instances whose sweep labels agree on shared keys, with
 /// the merged labels (a natural join, so a diamond never mixes sweep members).
-fn join_inputs(
-    choices: &[(String, Vec<usize>)],
-    instances: &[TaskInstance],
-) -> Vec<(BTreeMap<String, usize>, Vec<(String, String)>)> {
-    let mut combos: Vec<(BTreeMap<String, usize>, Vec<(String, String)>)> = vec![(BTreeMap::new(), Vec::new())];
+fn join_inputs(choices: &[(String, Vec<usize>)], instances: &[TaskInstance]) -> Vec<InputCombo> {
+    let mut combos: Vec<InputCombo> = vec![(BTreeMap::new(), Vec::new())];
     for (slot, candidates) in choices {
         let mut next = Vec::new();
         for (inputs, labels) in &combos {
@@ -210,13 +210,16 @@ fn join_inputs(
     combos
 }
 
+/// A sweep's parameters, each with the values it takes.
+type SweepAxes = Vec<(Located<String>, Vec<toml::Value>)>;
+
 /// The sweep's value lists, with `"halving"` resolved against the model the task uses.
 fn resolve_sweep(
     raw: &RawExperiment,
     declaration: &Declaration,
     inputs: &BTreeMap<String, usize>,
     instances: &[TaskInstance],
-) -> Result<Vec<(Located<String>, Vec<toml::Value>)>, SpecError> {
+) -> Result<SweepAxes, SpecError> {
     let mut resolved = Vec::new();
     for (param, values) in &declaration.sweep {
         let list = match values {

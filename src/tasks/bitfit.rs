@@ -1,37 +1,4 @@
 //! `bitfit`: BitFit (Ben Zaken et al., 2022) — every bias and the classification head train,
 //! nothing else (Trainer defaults, see `crate::train`). Output: `checkpoint/` (HF layout).
 
-use std::path::{Path, PathBuf};
-
-use anyhow::Result;
-
-use super::tokenize::model_files;
-use super::{Context, Metrics, Slot, Task};
-use crate::model::Method;
-use crate::train::{self, TrainParams};
-
-pub struct BitFit;
-
-impl Task for BitFit {
-    const KIND: &'static str = "bitfit";
-    const VERSION: u32 = 1;
-    type Params = TrainParams;
-
-    fn slots() -> &'static [Slot] {
-        super::TOKENS_INPUT
-    }
-
-    fn files(params: &TrainParams, base_dir: &Path) -> Result<Vec<(&'static str, PathBuf)>> {
-        model_files(base_dir, &params.model)
-    }
-
-    fn reports() -> bool {
-        true
-    }
-
-    fn run(params: &TrainParams, ctx: &Context) -> Result<Metrics> {
-        let _torch = train::exclusive_torch();
-        let (model, outcome) = train::fit(ctx, params, &Method::BitFit)?;
-        train::finish(ctx, &model, params, "BitFit", &outcome)
-    }
-}
+checkpoint_training_task!(BitFit, "bitfit", 1, crate::model::Method::BitFit, "BitFit");

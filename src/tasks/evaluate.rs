@@ -6,36 +6,29 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
-use serde::{Deserialize, Serialize};
 
 use super::tokenize::{self, model_files, model_path};
 use super::{Context, Metrics, Slot, Task};
-use crate::model::{DeviceChoice, Pooling};
+use crate::model::Pooling;
 use crate::train::{self, TokenExamples};
 
 pub struct Evaluate;
 
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Params {
-    /// The pretrained model, used when no `model` input is wired.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub model: Option<String>,
-    /// `"eval"` or `"train"`.
-    #[serde(default = "default_split")]
-    pub split: String,
-    #[serde(default = "train::defaults::eval_batch_size")]
-    pub batch_size: usize,
-    /// Pooling of a pretrained model (a checkpoint keeps the one it was trained with).
-    #[serde(default)]
-    pub pooling: Pooling,
-    /// Seed of the fresh head's initialisation.
-    #[serde(default = "train::defaults::seed")]
-    pub seed: u64,
-    #[serde(default)]
-    pub device: DeviceChoice,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub threads: Option<usize>,
+inference_params! {
+    pub struct Params {
+        /// The pretrained model, used when no `model` input is wired.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub model: Option<String>,
+        /// `"eval"` or `"train"`.
+        #[serde(default = "default_split")]
+        pub split: String,
+        /// Pooling of a pretrained model (a checkpoint keeps the one it was trained with).
+        #[serde(default)]
+        pub pooling: Pooling,
+        /// Seed of the fresh head's initialisation.
+        #[serde(default = "train::defaults::seed")]
+        pub seed: u64,
+    }
 }
 
 fn default_split() -> String {

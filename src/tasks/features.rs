@@ -15,24 +15,18 @@ use tch::{Kind, Tensor};
 
 use super::tokenize::{self, model_files, model_path};
 use super::{Context, Metrics, Slot, Task};
-use crate::model::{DeviceChoice, Pooling};
+use crate::model::Pooling;
 use crate::train::{self, Examples, FeatureExamples, Inputs, TokenExamples};
 
 pub struct Features;
 
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Params {
-    /// A model folder (relative to the experiment file) or a hub id in the HF cache.
-    pub model: String,
-    #[serde(default)]
-    pub pooling: Pooling,
-    #[serde(default = "train::defaults::eval_batch_size")]
-    pub batch_size: usize,
-    #[serde(default)]
-    pub device: DeviceChoice,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub threads: Option<usize>,
+inference_params! {
+    pub struct Params {
+        /// A model folder (relative to the experiment file) or a hub id in the HF cache.
+        pub model: String,
+        #[serde(default)]
+        pub pooling: Pooling,
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

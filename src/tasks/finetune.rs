@@ -1,37 +1,4 @@
 //! `finetune`: full fine-tuning, every parameter trained (Trainer defaults, see
 //! `crate::train`). Output: `checkpoint/` in the Hugging Face layout.
 
-use std::path::{Path, PathBuf};
-
-use anyhow::Result;
-
-use super::tokenize::model_files;
-use super::{Context, Metrics, Slot, Task};
-use crate::model::Method;
-use crate::train::{self, TrainParams};
-
-pub struct Finetune;
-
-impl Task for Finetune {
-    const KIND: &'static str = "finetune";
-    const VERSION: u32 = 1;
-    type Params = TrainParams;
-
-    fn slots() -> &'static [Slot] {
-        super::TOKENS_INPUT
-    }
-
-    fn files(params: &TrainParams, base_dir: &Path) -> Result<Vec<(&'static str, PathBuf)>> {
-        model_files(base_dir, &params.model)
-    }
-
-    fn reports() -> bool {
-        true
-    }
-
-    fn run(params: &TrainParams, ctx: &Context) -> Result<Metrics> {
-        let _torch = train::exclusive_torch();
-        let (model, outcome) = train::fit(ctx, params, &Method::Full)?;
-        train::finish(ctx, &model, params, "full fine-tuning", &outcome)
-    }
-}
+checkpoint_training_task!(Finetune, "finetune", 1, crate::model::Method::Full, "full fine-tuning");

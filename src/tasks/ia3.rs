@@ -5,12 +5,9 @@
 //!
 //! Output: `adapter/` in PEFT's format (`adapter_config.json`, `adapter_model.safetensors`).
 
-use std::path::{Path, PathBuf};
-
 use anyhow::Result;
 
-use super::tokenize::model_files;
-use super::{Context, Metrics, Slot, Task};
+use super::{Context, Metrics, Task};
 use crate::model::adapters::{self, Ia3Spec};
 use crate::model::Method;
 use crate::train::{self, training_params};
@@ -45,17 +42,7 @@ impl Task for Ia3 {
     const VERSION: u32 = 1;
     type Params = Params;
 
-    fn slots() -> &'static [Slot] {
-        super::TOKENS_INPUT
-    }
-
-    fn files(params: &Params, base_dir: &Path) -> Result<Vec<(&'static str, PathBuf)>> {
-        model_files(base_dir, &params.model)
-    }
-
-    fn reports() -> bool {
-        true
-    }
+    trains_on_tokens!(Params);
 
     fn run(params: &Params, ctx: &Context) -> Result<Metrics> {
         let _torch = train::exclusive_torch();

@@ -10,13 +10,12 @@
 //! `lora_alpha` is a number or a rule tied to the rank — `"2*r"`, `"r"`, `"0.5*r"` — so a
 //! rank sweep keeps alpha/r fixed.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 
-use super::tokenize::model_files;
-use super::{Context, Metrics, Slot, Task};
+use super::{Context, Metrics, Task};
 use crate::model::adapters::{self, BiasMode, LoraInit, LoraSpec};
 use crate::model::{LoadedModel, Method};
 use crate::train::{self, training_params};
@@ -92,7 +91,9 @@ impl TryFrom<AlphaRepr> for Alpha {
             }
         };
         match alpha {
-            Alpha::Fixed(x) | Alpha::PerRank(x) if !(x > 0.0) => Err(format!("lora_alpha must be positive, got {x}")),
+            Alpha::Fixed(x) | Alpha::PerRank(x) if x.is_nan() || x <= 0.0 => {
+                Err(format!("lora_alpha must be positive, got {x}"))
+            }
             ok => Ok(ok),
         }
     }
@@ -189,17 +190,7 @@ impl Task for Lora {
     const VERSION: u32 = 1;
     type Params = Params;
 
-    fn slots() -> &'static [Slot] {
-        super::TOKENS_INPUT
-    }
-
-    fn files(params: &Params, base_dir: &Path) -> Result<Vec<(&'static str, PathBuf)>> {
-        model_files(base_dir, &params.model)
-    }
-
-    fn reports() -> bool {
-        true
-    }
+    trains_on_tokens!(Params);
 
     fn run(params: &Params, ctx: &Context) -> Result<Metrics> {
         let _torch = train::exclusive_torch();

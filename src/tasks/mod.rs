@@ -7,6 +7,72 @@
 //! store never knows what a file means. Adding a method is one new file plus one line
 //! in [`registry`].
 
+/// Declares the parameters of a kind that runs a model without training it: the kind's own
+/// fields, then the evaluation batch size, device and thread count they all take.
+macro_rules! inference_params {
+    ($(#[$attr:meta])* pub struct $name:ident { $($(#[$fattr:meta])* pub $field:ident : $ty:ty,)* }) => {
+        $(#[$attr])*
+        #[derive(Debug, serde::Serialize, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            $($(#[$fattr])* pub $field: $ty,)*
+            #[serde(default = "crate::train::defaults::eval_batch_size")]
+            pub batch_size: usize,
+            #[serde(default)]
+            pub device: crate::model::DeviceChoice,
+            /// Torch threads (default: the available cores).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub threads: Option<usize>,
+        }
+    };
+}
+
+/// The [`Task`] items of a kind that trains its `model` parameter on a `tokenize` task's
+/// splits: that input slot, the model's files in the key, a row in the report.
+macro_rules! trains_on_tokens {
+    ($params:ty) => {
+        fn slots() -> &'static [crate::tasks::Slot] {
+            crate::tasks::TOKENS_INPUT
+        }
+
+        fn files(
+            params: &$params,
+            base_dir: &std::path::Path,
+        ) -> anyhow::Result<Vec<(&'static str, std::path::PathBuf)>> {
+            crate::tasks::tokenize::model_files(base_dir, &params.model)
+        }
+
+        fn reports() -> bool {
+            true
+        }
+    };
+}
+
+/// A kind that trains one fixed method with the Trainer's arguments and writes the
+/// resulting `checkpoint/` (finetune, bitfit).
+macro_rules! checkpoint_training_task {
+    ($name:ident, $kind:literal, $version:literal, $method:expr, $label:literal) => {
+        pub struct $name;
+
+        impl crate::tasks::Task for $name {
+            const KIND: &'static str = $kind;
+            const VERSION: u32 = $version;
+            type Params = crate::train::TrainParams;
+
+            trains_on_tokens!(crate::train::TrainParams);
+
+            fn run(
+                params: &crate::train::TrainParams,
+                ctx: &crate::tasks::Context,
+            ) -> anyhow::Result<crate::tasks::Metrics> {
+                let _torch = crate::train::exclusive_torch();
+                let (model, outcome) = crate::train::fit(ctx, params, &$method)?;
+                crate::train::finish(ctx, &model, params, $label, &outcome)
+            }
+        }
+    };
+}
+
 pub mod bitfit;
 pub mod classify;
 pub mod dataset;

@@ -4,29 +4,22 @@
 //! exactly the original accuracy (the task fails otherwise).
 
 use anyhow::{bail, Context as _, Result};
-use serde::{Deserialize, Serialize};
 
 use super::{tokenize, Context, Metrics, Slot, Task};
-use crate::model::{adapters, surgery, DeviceChoice, LoadedModel};
-use crate::train::{self, Evaluation, TokenExamples};
+use crate::model::{adapters, surgery, LoadedModel};
+use crate::train::{self, Evaluation};
 
 pub struct SurgeryCheck;
 
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Params {
-    /// Layer names or globs; default the query and value projections.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target_modules: Option<Vec<String>>,
-    /// Seed of the re-initialisation.
-    #[serde(default = "train::defaults::seed")]
-    pub seed: u64,
-    #[serde(default = "train::defaults::eval_batch_size")]
-    pub batch_size: usize,
-    #[serde(default)]
-    pub device: DeviceChoice,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub threads: Option<usize>,
+inference_params! {
+    pub struct Params {
+        /// Layer names or globs; default the query and value projections.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub target_modules: Option<Vec<String>>,
+        /// Seed of the re-initialisation.
+        #[serde(default = "train::defaults::seed")]
+        pub seed: u64,
+    }
 }
 
 impl Task for SurgeryCheck {
@@ -50,17 +43,13 @@ impl Task for SurgeryCheck {
         let _torch = train::exclusive_torch();
         let tokens = tokenize::load(&ctx.input("tokens")?.dir)?;
         let n_classes = tokens.shape.n_classes;
-        let (mut model, info) =
-            train::load_trained(&ctx.input("model")?.dir, n_classes, params.device, params.threads)?;
-        let targets = params
-            .target_modules
-            .clone()
-            .unwrap_or_else(|| adapters::default_lora_targets(model.config.model_type()));
-        let names = surgery::select(&mut model, &targets)?;
-        let data = TokenExamples {
-            examples: &tokens.eval,
-            pad_id: tokens.shape.pad_id,
+        let (mut model, info) = train::load_trained(ctx, "model", n_classes, params.device, params.threads)?;
+        let names = surgery::select_targets(&mut model, params.target_modules.as_deref())?;
+        let target_label = match &params.target_modules {
+            Some(patterns) => patterns.join(","),
+            None => adapters::default_lora_targets(model.config.model_type()).join(","),
         };
+        let (_, data) = train::token_sets(&tokens);
         let eval = |model: &LoadedModel| -> Result<Evaluation> {
             train::evaluate(ctx, model, &data, params.batch_size, info.pooling, n_classes)
         };
@@ -90,7 +79,7 @@ impl Task for SurgeryCheck {
             );
         }
         let mut metrics = Metrics {
-            method: Some(format!("{} re-initialised ({} layers)", targets.join(","), names.len())),
+            method: Some(format!("{} re-initialised ({} layers)", target_label, names.len())),
             accuracy: Some(random.accuracy),
             f1: Some(random.f1),
             eval_time_s: Some(original.seconds + random.seconds + restored.seconds),

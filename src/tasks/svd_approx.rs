@@ -15,8 +15,8 @@ use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 
 use super::{tokenize, Context, Metrics, Slot, Task};
-use crate::model::{adapters, surgery, DeviceChoice};
-use crate::train::{self, TokenExamples};
+use crate::model::surgery;
+use crate::train;
 
 pub struct SvdApprox;
 
@@ -27,20 +27,14 @@ pub enum Variant {
     Delta,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Params {
-    pub variant: Variant,
-    pub rank: usize,
-    /// Layer names or globs; default the query and value projections.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target_modules: Option<Vec<String>>,
-    #[serde(default = "train::defaults::eval_batch_size")]
-    pub batch_size: usize,
-    #[serde(default)]
-    pub device: DeviceChoice,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub threads: Option<usize>,
+inference_params! {
+    pub struct Params {
+        pub variant: Variant,
+        pub rank: usize,
+        /// Layer names or globs; default the query and value projections.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub target_modules: Option<Vec<String>>,
+    }
 }
 
 impl Task for SvdApprox {
@@ -62,20 +56,13 @@ impl Task for SvdApprox {
     }
 
     fn run(params: &Params, ctx: &Context) -> Result<Metrics> {
-        let _torch = train::exclusive_torch();
         let tokens = tokenize::load(&ctx.input("tokens")?.dir)?;
         let n_classes = tokens.shape.n_classes;
-        let (mut host, info) =
-            train::load_trained(&ctx.input("headtuned")?.dir, n_classes, params.device, params.threads)
-                .context("cannot load the head-tuned model (input `headtuned`)")?;
-        let (mut finetuned, _) =
-            train::load_trained(&ctx.input("finetuned")?.dir, n_classes, params.device, params.threads)
-                .context("cannot load the fine-tuned model (input `finetuned`)")?;
-        let targets = params
-            .target_modules
-            .clone()
-            .unwrap_or_else(|| adapters::default_lora_targets(host.config.model_type()));
-        let names = surgery::select(&mut host, &targets)?;
+        let _torch = train::exclusive_torch();
+        let load = |slot| train::load_trained(ctx, slot, n_classes, params.device, params.threads);
+        let (mut finetuned, _) = load("finetuned")?;
+        let (mut host, info) = load("headtuned")?;
+        let names = surgery::select_targets(&mut host, params.target_modules.as_deref())?;
         let rank = params.rank as i64;
         let (mut stored, mut error_sum) = (0i64, 0.0);
         for name in &names {
@@ -101,10 +88,7 @@ impl Task for SvdApprox {
             stored += surgery::low_rank_params(&w_ft.size(), rank);
         }
         let head = host.count_params(|n| host.network.head_prefixes().iter().any(|p| n.starts_with(p)));
-        let data = TokenExamples {
-            examples: &tokens.eval,
-            pad_id: tokens.shape.pad_id,
-        };
+        let (_, data) = train::token_sets(&tokens);
         let evaluation = train::evaluate(ctx, &host, &data, params.batch_size, info.pooling, n_classes)?;
         let mut metrics = Metrics {
             // Rank-free, so each variant's sweep is one curve (rank and variant are labels).
