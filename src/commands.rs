@@ -451,7 +451,8 @@ pub fn report(settings: &Settings, files: &[PathBuf], options: ReportOptions) ->
     Ok(complete)
 }
 
-/// `gc`: removes artifacts no given experiment references, and abandoned staging dirs.
+/// `gc`: removes artifacts no given experiment references, resume states no unfinished task
+/// of theirs needs, and abandoned staging dirs.
 pub fn gc(settings: &Settings, files: &[PathBuf], dry_run: bool) -> Result<String> {
     if files.is_empty() {
         bail!("gc needs the experiment files whose artifacts to keep");
@@ -483,6 +484,21 @@ pub fn gc(settings: &Settings, files: &[PathBuf], dry_run: bool) -> Result<Strin
         }
         removed += 1;
         bytes += size;
+    }
+    for key in store.resume_keys()? {
+        // A training's resume state matters only until the task's artifact exists.
+        if keep.contains(&key) && !store.artifact_dir(&key).exists() {
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "{} resume state {}",
+            if dry_run { "would remove" } else { "removed" },
+            short(&key)
+        );
+        if !dry_run {
+            store.remove_resume_states(&key)?;
+        }
     }
     for staging in store.abandoned_staging()? {
         let _ = writeln!(
