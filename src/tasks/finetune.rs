@@ -14,7 +14,8 @@ pub struct Finetune;
 
 impl Task for Finetune {
     const KIND: &'static str = "finetune";
-    const VERSION: u32 = 1;
+    // 2: own AdamW and per-epoch dropout seeds, so that training can resume.
+    const VERSION: u32 = 2;
     type Params = TrainParams;
 
     fn slots() -> &'static [Slot] {
