@@ -157,6 +157,8 @@ fn prepare(
     for &index in &order {
         if plan.entries[index].status.is_cached() {
             write_task_ref(store, plan, index)?;
+            // Left by a run killed between publishing the artifact and removing these.
+            let _ = store.remove_resume_states(&plan.entries[index].key);
             emitter.send(Event::TaskCached {
                 task: experiment.tasks[index].name.clone(),
                 key: plan.entries[index].key.clone(),
@@ -311,8 +313,8 @@ pub fn execute(
             duration_s,
         };
         store.publish(staging, &entry.key, &parts, &provenance)?;
-        // The artifact supersedes the training's resume states; one left by a crash right
-        // here is never read again (the artifact is found first) and `gc` removes it.
+        // The artifact supersedes the training's resume states (a crash right here leaves
+        // them to the next run, which finds the artifact cached and removes them).
         let _ = store.remove_resume_states(&entry.key);
         Ok(Outcome::Ran { duration_s, metrics })
     })();
