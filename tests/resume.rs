@@ -209,6 +209,22 @@ fn a_corrupt_resume_state_is_ignored_and_training_starts_over() {
     bytes[last] ^= 0x40;
     std::fs::write(&state, bytes).unwrap();
 
+    // `gc` keeps the state of a task that still has to finish, and only that.
+    let gc = |file: &str| {
+        let output = orchestrate(dir.path())
+            .args(["gc", "--dry-run", file])
+            .output()
+            .unwrap();
+        String::from_utf8(output.stdout).unwrap()
+    };
+    assert!(!gc("exp.toml").contains("resume state"), "{}", gc("exp.toml"));
+    std::fs::write(dir.path().join("tokens-only.toml"), experiment("")).unwrap();
+    assert!(
+        gc("tokens-only.toml").contains("would remove resume state"),
+        "{}",
+        gc("tokens-only.toml")
+    );
+
     let events = run_to_the_end(dir.path(), "cache");
     let ignored = events_of(&events, "resume_state_ignored");
     assert_eq!(ignored.len(), 1, "{events:?}");
