@@ -197,8 +197,17 @@ fn every_training_kind_resumes_after_an_abort_to_the_uninterrupted_result() {
 fn a_corrupt_resume_state_is_ignored_and_training_starts_over() {
     let dir = support::sandbox_with(&experiment(FINETUNE));
     run_to_the_end(dir.path(), "reference");
-    let (status, _) = run(dir.path(), "cache", &[(ABORT_AFTER_EPOCH, "2")]);
+    let (status, _) = run(dir.path(), "cache", &[(ABORT_AFTER_EPOCH, "1")]);
     assert!(!status.success(), "the hook aborts the run");
+    // Resumed (the terminal says so) and aborted again, after epoch 2.
+    let output = orchestrate_process(dir.path())
+        .args(["run", "exp.toml", "--cache-dir", "cache"])
+        .env(ABORT_AFTER_EPOCH, "2")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("resumed  finetune after epoch 1/4"), "{stderr}");
+    assert!(!output.status.success());
 
     // Flip one byte of the saved weights: the state no longer matches its manifest.
     let resume = dir.path().join("cache/resume");
