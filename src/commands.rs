@@ -451,7 +451,8 @@ pub fn report(settings: &Settings, files: &[PathBuf], options: ReportOptions) ->
     Ok(complete)
 }
 
-/// `gc`: removes artifacts no given experiment references, and abandoned staging dirs.
+/// `gc`: removes artifacts no given experiment references, resume states no unfinished task
+/// of theirs needs, and abandoned staging dirs.
 pub fn gc(settings: &Settings, files: &[PathBuf], dry_run: bool) -> Result<String> {
     if files.is_empty() {
         bail!("gc needs the experiment files whose artifacts to keep");
@@ -462,6 +463,7 @@ pub fn gc(settings: &Settings, files: &[PathBuf], dry_run: bool) -> Result<Strin
         let experiment = load(file)?;
         keep.extend(plan::plan(&experiment, &store)?.entries.into_iter().map(|e| e.key));
     }
+    let verb = if dry_run { "would remove" } else { "removed" };
     let (mut removed, mut bytes) = (0usize, 0u64);
     let mut out = String::new();
     for (key, manifest) in store.list()? {
@@ -472,33 +474,32 @@ pub fn gc(settings: &Settings, files: &[PathBuf], dry_run: bool) -> Result<Strin
             Ok(m) => (format!("{} ({})", m.task, m.experiment), m.size()),
             Err(_) => ("unreadable manifest".to_string(), 0),
         };
-        let _ = writeln!(
-            out,
-            "{} {} {label}",
-            if dry_run { "would remove" } else { "removed" },
-            short(&key)
-        );
+        let _ = writeln!(out, "{verb} {} {label}", short(&key));
         if !dry_run {
             store.remove(&key)?;
         }
         removed += 1;
         bytes += size;
     }
+    for key in store.resume_keys()? {
+        // A training's resume state matters only until the task's artifact exists.
+        if keep.contains(&key) && !store.artifact_dir(&key).exists() {
+            continue;
+        }
+        let _ = writeln!(out, "{verb} resume state {}", short(&key));
+        if !dry_run {
+            store.remove_resume_states(&key)?;
+        }
+    }
     for staging in store.abandoned_staging()? {
-        let _ = writeln!(
-            out,
-            "{} abandoned {}",
-            if dry_run { "would remove" } else { "removed" },
-            staging.display()
-        );
+        let _ = writeln!(out, "{verb} abandoned {}", staging.display());
         if !dry_run {
             std::fs::remove_dir_all(&staging).with_context(|| format!("cannot remove {}", staging.display()))?;
         }
     }
     let _ = writeln!(
         out,
-        "{} {removed} artifacts ({:.1} MB), kept {}",
-        if dry_run { "would remove" } else { "removed" },
+        "{verb} {removed} artifacts ({:.1} MB), kept {}",
         bytes as f64 / 1e6,
         keep.len()
     );

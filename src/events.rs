@@ -52,6 +52,21 @@ pub enum Event {
         key: String,
         reasons: Vec<String>,
     },
+    /// A training task continues from the state it saved after `epoch` of `epochs` in an
+    /// earlier, interrupted run.
+    TaskResumed {
+        task: String,
+        key: String,
+        epoch: usize,
+        epochs: usize,
+    },
+    /// A training task's saved state was unusable (corrupt, or not for this model): it
+    /// trains from scratch.
+    ResumeStateIgnored {
+        task: String,
+        key: String,
+        reason: String,
+    },
     /// Progress inside a long task (`total` 0 when unknown).
     TaskProgress {
         task: String,
@@ -91,6 +106,8 @@ impl Event {
             | Event::TaskSubmitted { task, .. }
             | Event::TaskWaiting { task, .. }
             | Event::TaskStarted { task, .. }
+            | Event::TaskResumed { task, .. }
+            | Event::ResumeStateIgnored { task, .. }
             | Event::TaskProgress { task, .. }
             | Event::TaskFinished { task, .. }
             | Event::TaskFailed { task, .. }

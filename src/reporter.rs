@@ -102,6 +102,12 @@ impl Reporter {
                 bar.enable_steady_tick(Duration::from_millis(120));
                 running.insert(task, bar);
             }
+            Event::TaskResumed {
+                task, epoch, epochs, ..
+            } => self.line(format!("  resumed  {task} after epoch {epoch}/{epochs}")),
+            Event::ResumeStateIgnored { task, reason, .. } => {
+                eprintln!("warning: {task}: ignoring its resume state, training from scratch: {reason}");
+            }
             Event::TaskProgress {
                 task,
                 done,

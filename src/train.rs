@@ -5,15 +5,21 @@
 //!
 //! Batches are padded to their own longest example (dynamic padding); evaluation batches
 //! are additionally sorted by length, which changes nothing but the padding. Training is
-//! deterministic on CPU for a given seed: the model's random initialisation and dropout
-//! draw from `tch::manual_seed(seed)`, the epoch order from a seeded ChaCha generator.
+//! deterministic on CPU for a given seed: the model's random initialisation draws from
+//! `tch::manual_seed(seed)`, the epoch order from a ChaCha generator seeded with `seed`,
+//! and each epoch's dropout from libtorch's generator reseeded from that ChaCha stream. After
+//! every epoch the whole state is saved in the cache, so a killed run resumes from its last
+//! epoch to the same result ([`resume`]).
+
+pub mod adamw;
+pub mod resume;
 
 use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{bail, Context as _, Result};
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
+use rand::{Rng as _, SeedableRng};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
@@ -316,6 +322,23 @@ pub struct LogRecord {
     pub lr: f64,
 }
 
+/// Where a training stands after an epoch: everything but tensors that it needs to go on
+/// (saved with them by [`resume`]).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Progress {
+    pub epochs_done: usize,
+    /// Optimizer steps so far (the schedule's position).
+    pub step: usize,
+    /// Position of the epoch-order generator (its ChaCha word position).
+    pub rng_word_pos: u128,
+    pub epochs: Vec<EpochRecord>,
+    pub log: Vec<LogRecord>,
+    /// The loss log's open window, which spans epochs.
+    pub window_loss: f64,
+    pub window_steps: usize,
+    pub train_seconds: f64,
+}
+
 pub struct TrainOutcome {
     pub epochs: Vec<EpochRecord>,
     pub log: Vec<LogRecord>,
@@ -324,49 +347,38 @@ pub struct TrainOutcome {
     pub samples_per_second: f64,
 }
 
-/// AdamW with decay/no-decay groups, linear schedule and gradient clipping.
+/// AdamW with Trainer's decay/no-decay groups, linear schedule and gradient clipping.
 struct Optimizer {
-    inner: tch::COptimizer,
-    params: Vec<Tensor>,
+    adamw: adamw::AdamW,
     lr: f64,
     warmup: usize,
     total: usize,
     max_grad_norm: f64,
 }
 
-const DECAY: usize = 0;
-const NO_DECAY: usize = 1;
-
 impl Optimizer {
-    fn new(trainable: Vec<(String, Tensor)>, params: &TrainParams, total: usize) -> Result<Self> {
-        let mut inner = tch::COptimizer::adamw(
-            params.lr,
-            params.adam_beta1,
-            params.adam_beta2,
-            params.weight_decay,
-            params.adam_epsilon,
-            false,
-        )?;
-        for (name, tensor) in &trainable {
-            // Trainer's rule: no decay on biases and LayerNorm weights.
-            let no_decay = name.ends_with(".bias") || name.contains("LayerNorm") || name.contains("layer_norm");
-            inner.add_parameters(tensor, if no_decay { NO_DECAY } else { DECAY })?;
-        }
-        inner.set_weight_decay_group(DECAY, params.weight_decay)?;
-        inner.set_weight_decay_group(NO_DECAY, 0.0)?;
+    fn new(trainable: Vec<(String, Tensor)>, params: &TrainParams, total: usize) -> Self {
+        let trainable = trainable
+            .into_iter()
+            .map(|(name, tensor)| {
+                // Trainer's rule: no decay on biases and LayerNorm weights.
+                let no_decay = name.ends_with(".bias") || name.contains("LayerNorm") || name.contains("layer_norm");
+                let decay = if no_decay { 0.0 } else { params.weight_decay };
+                (name, tensor, decay)
+            })
+            .collect();
         let warmup = if params.warmup_steps > 0 {
             params.warmup_steps
         } else {
             (params.warmup_ratio * total as f64).ceil() as usize
         };
-        Ok(Self {
-            inner,
-            params: trainable.into_iter().map(|(_, t)| t).collect(),
+        Self {
+            adamw: adamw::AdamW::new(trainable, params.adam_beta1, params.adam_beta2, params.adam_epsilon),
             lr: params.lr,
             warmup,
             total,
             max_grad_norm: params.max_grad_norm,
-        })
+        }
     }
 
     /// transformers' `get_linear_schedule_with_warmup`, for the optimizer step `step` (0-based).
@@ -380,11 +392,11 @@ impl Optimizer {
     }
 
     fn step(&mut self, loss: &Tensor, step: usize) -> Result<()> {
-        self.inner.zero_grad()?;
+        self.adamw.zero_grad();
         loss.f_backward()?;
         if self.max_grad_norm > 0.0 {
             tch::no_grad(|| -> Result<()> {
-                let grads: Vec<Tensor> = self.params.iter().map(Tensor::grad).filter(Tensor::defined).collect();
+                let grads: Vec<Tensor> = self.adamw.tensors().map(Tensor::grad).filter(Tensor::defined).collect();
                 if grads.is_empty() {
                     return Ok(());
                 }
@@ -399,13 +411,13 @@ impl Optimizer {
                 Ok(())
             })?;
         }
-        self.inner.set_learning_rate(self.lr_at(step))?;
-        self.inner.step()?;
-        Ok(())
+        self.adamw.step(self.lr_at(step))
     }
 }
 
 /// Trains the model's trainable parameters on `train`, evaluating on `eval` after each epoch.
+/// With a resume slot in `ctx`, it saves its state after each epoch and starts from the last
+/// state saved, if any.
 pub fn train(
     ctx: &Context,
     model: &LoadedModel,
@@ -426,16 +438,21 @@ pub fn train(
     }
     let steps_per_epoch = train.len().div_ceil(params.batch_size);
     let total = steps_per_epoch * params.epochs;
-    let mut optimizer = Optimizer::new(model.trainable_parameters(), params, total)?;
-    tch::manual_seed(params.seed as i64);
+    let mut optimizer = Optimizer::new(model.trainable_parameters(), params, total);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(params.seed);
-    let (mut step, mut epochs, mut log) = (0usize, Vec::new(), Vec::new());
-    let (mut window_loss, mut window_steps) = (0.0, 0usize);
-    let mut train_seconds = 0.0;
-    for epoch in 1..=params.epochs {
+    let resumed = ctx
+        .resume
+        .as_ref()
+        .and_then(|slot| slot.restore(model, &mut optimizer.adamw, params.epochs));
+    let mut progress = resumed.unwrap_or_default();
+    rng.set_word_pos(progress.rng_word_pos);
+    for epoch in progress.epochs_done + 1..=params.epochs {
         let epoch_started = Instant::now();
         let mut order: Vec<usize> = (0..train.len()).collect();
         order.shuffle(&mut rng);
+        // Dropout draws from libtorch's global generator, whose state tch cannot save: seeding
+        // it per epoch from the saved stream makes a resumed epoch draw the same masks.
+        tch::manual_seed(rng.random::<i64>());
         let mut epoch_loss = 0.0;
         for chunk in order.chunks(params.batch_size) {
             ctx.check_cancelled()?;
@@ -447,33 +464,33 @@ pub fn train(
             if !value.is_finite() {
                 bail!(
                     "loss is {value} at step {} (epoch {epoch}): training diverged",
-                    step + 1
+                    progress.step + 1
                 );
             }
-            optimizer.step(&loss, step)?;
-            step += 1;
+            optimizer.step(&loss, progress.step)?;
+            progress.step += 1;
             epoch_loss += value;
-            window_loss += value;
-            window_steps += 1;
-            if step % params.logging_steps.max(1) == 0 {
-                log.push(LogRecord {
-                    step,
-                    loss: window_loss / window_steps as f64,
-                    lr: optimizer.lr_at(step),
+            progress.window_loss += value;
+            progress.window_steps += 1;
+            if progress.step.is_multiple_of(params.logging_steps.max(1)) {
+                progress.log.push(LogRecord {
+                    step: progress.step,
+                    loss: progress.window_loss / progress.window_steps as f64,
+                    lr: optimizer.lr_at(progress.step),
                 });
-                (window_loss, window_steps) = (0.0, 0);
+                (progress.window_loss, progress.window_steps) = (0.0, 0);
             }
-            let seen = (step * params.batch_size).min(train.len() * params.epochs);
-            let rate = seen as f64 / (train_seconds + epoch_started.elapsed().as_secs_f64()).max(1e-9);
+            let seen = (progress.step * params.batch_size).min(train.len() * params.epochs);
+            let rate = seen as f64 / (progress.train_seconds + epoch_started.elapsed().as_secs_f64()).max(1e-9);
             (ctx.progress)(
-                step as u64,
+                progress.step as u64,
                 total as u64,
                 &format!("epoch {epoch}/{} loss {:.4} {rate:.1} samples/s", params.epochs, value),
             );
         }
-        train_seconds += epoch_started.elapsed().as_secs_f64();
+        progress.train_seconds += epoch_started.elapsed().as_secs_f64();
         let evaluation = evaluate(ctx, model, eval, params.eval_batch_size, params.pooling, n_classes)?;
-        epochs.push(EpochRecord {
+        progress.epochs.push(EpochRecord {
             epoch,
             train_loss: epoch_loss / steps_per_epoch as f64,
             eval_loss: evaluation.loss,
@@ -481,14 +498,19 @@ pub fn train(
             eval_f1: evaluation.f1,
             seconds: epoch_started.elapsed().as_secs_f64(),
         });
+        progress.epochs_done = epoch;
+        progress.rng_word_pos = rng.get_word_pos();
+        if let Some(slot) = &ctx.resume {
+            slot.save(model, &optimizer.adamw, &progress)?;
+        }
     }
     let final_eval = evaluate(ctx, model, eval, params.eval_batch_size, params.pooling, n_classes)?;
     Ok(TrainOutcome {
-        epochs,
-        log,
+        epochs: progress.epochs,
+        log: progress.log,
         final_eval,
-        samples_per_second: (train.len() * params.epochs) as f64 / train_seconds.max(1e-9),
-        train_seconds,
+        samples_per_second: (train.len() * params.epochs) as f64 / progress.train_seconds.max(1e-9),
+        train_seconds: progress.train_seconds,
     })
 }
 

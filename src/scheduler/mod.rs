@@ -25,6 +25,7 @@ use crate::plan::{Plan, Status};
 use crate::spec::executor::ExecutorKind;
 use crate::store::{LockHolder, Lookup, Provenance, Store, TaskRef};
 use crate::tasks::{Context, InputArtifact, Metrics};
+use crate::train::resume::{ResumeNotice, ResumeSlot};
 
 pub struct Options<'a> {
     pub jobs: usize,
@@ -156,6 +157,8 @@ fn prepare(
     for &index in &order {
         if plan.entries[index].status.is_cached() {
             write_task_ref(store, plan, index)?;
+            // Left by a run killed between publishing the artifact and removing these.
+            let _ = store.remove_resume_states(&plan.entries[index].key);
             emitter.send(Event::TaskCached {
                 task: experiment.tasks[index].name.clone(),
                 key: plan.entries[index].key.clone(),
@@ -271,17 +274,37 @@ pub fn execute(
                 message: message.to_string(),
             })
         };
+        let parts = serde_json::to_value(&entry.parts)?;
+        let notify = |notice: ResumeNotice| {
+            let (task, key) = (task.name.clone(), entry.key.clone());
+            emitter.send(match notice {
+                ResumeNotice::Resumed { epoch, epochs } => Event::TaskResumed {
+                    task,
+                    key,
+                    epoch,
+                    epochs,
+                },
+                ResumeNotice::Ignored { reason } => Event::ResumeStateIgnored { task, key, reason },
+            })
+        };
         let ctx = Context {
             out_dir: staging.path().to_path_buf(),
             base_dir: task.base_dir.clone(),
             inputs,
             progress: &progress,
             cancel,
+            resume: Some(ResumeSlot {
+                store,
+                key: &entry.key,
+                parts: &parts,
+                task: &task.name,
+                experiment: &experiment.name,
+                notify: &notify,
+            }),
         };
         let metrics = task.kind.run(&task.params, &ctx)?;
         crate::util::write_atomic(&ctx.output("metrics.json"), &serde_json::to_vec_pretty(&metrics)?)?;
         let duration_s = started.elapsed().as_secs_f64();
-        let parts = serde_json::to_value(&entry.parts)?;
         // Before publishing: a task whose ref cannot be written (full disk) fails whole.
         write_task_ref(store, plan, index)?;
         let provenance = Provenance {
@@ -290,6 +313,9 @@ pub fn execute(
             duration_s,
         };
         store.publish(staging, &entry.key, &parts, &provenance)?;
+        // The artifact supersedes the training's resume states (a crash right here leaves
+        // them to the next run, which finds the artifact cached and removes them).
+        let _ = store.remove_resume_states(&entry.key);
         Ok(Outcome::Ran { duration_s, metrics })
     })();
     result.map_err(|err| format!("{err:#}"))

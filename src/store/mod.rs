@@ -6,6 +6,8 @@
 //! <cache>/refs/<experiment>/<task>.json   the key each task resolved to when last run,
 //!                                          so `why` can say what changed since
 //! <cache>/locks/<key>.lock            held while a process builds the key (see [`lock`])
+//! <cache>/resume/<key>/epoch-NNNN/    a training task's state after epoch NNNN, while the
+//!                                      task has no artifact yet (see [`resume`])
 //! ```
 //!
 //! Publishing is atomic: a task writes into its staging directory, the store hashes every
@@ -27,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::util::{file_digest, write_atomic};
 
 pub mod lock;
+pub mod resume;
 
 pub use lock::{read_holder, ArtifactLock, LockHolder};
 
@@ -146,40 +149,7 @@ impl Store {
         parts: &serde_json::Value,
         provenance: &Provenance,
     ) -> Result<Manifest> {
-        let mut files = BTreeMap::new();
-        for path in walk(&staging.dir)? {
-            let relative = path
-                .strip_prefix(&staging.dir)
-                .expect("walk stays inside")
-                .to_string_lossy()
-                .replace('\\', "/");
-            if relative == MANIFEST {
-                bail!("a task may not write its own {MANIFEST}");
-            }
-            let size = fs::metadata(&path)?.len();
-            // Data must be on disk before the manifest that vouches for it.
-            fs::File::open(&path)?.sync_all()?;
-            files.insert(
-                relative,
-                FileEntry {
-                    blake3: file_digest(&path)?,
-                    size,
-                },
-            );
-        }
-        let manifest = Manifest {
-            format: MANIFEST_FORMAT,
-            key: key.to_string(),
-            parts: parts.clone(),
-            task: provenance.task.to_string(),
-            experiment: provenance.experiment.to_string(),
-            created: crate::util::now_rfc3339(),
-            duration_s: provenance.duration_s,
-            files,
-        };
-        write_atomic(&staging.dir.join(MANIFEST), &serde_json::to_vec_pretty(&manifest)?)?;
-        fs::File::open(&staging.dir)?.sync_all()?;
-
+        let manifest = seal(&staging, key, parts, provenance)?;
         let target = self.artifact_dir(key);
         if target.exists() {
             match verify(&target, key) {
@@ -188,12 +158,7 @@ impl Store {
                 Err(_) => self.discard(&target)?,
             }
         }
-        fs::rename(&staging.dir, &target)
-            .with_context(|| format!("cannot move {} into {}", staging.dir.display(), target.display()))?;
-        staging.published = true;
-        if let Ok(dir) = fs::File::open(self.root.join("artifacts")) {
-            let _ = dir.sync_all();
-        }
+        move_into_place(&mut staging, &target)?;
         Ok(manifest)
     }
 
@@ -295,6 +260,59 @@ impl Drop for Staging {
             let _ = fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// Hashes every staged file into `manifest.json` and syncs it all to disk: what
+/// [`verify`] later checks. The directory still has to be renamed into place.
+fn seal(staging: &Staging, key: &str, parts: &serde_json::Value, provenance: &Provenance) -> Result<Manifest> {
+    let mut files = BTreeMap::new();
+    for path in walk(&staging.dir)? {
+        let relative = path
+            .strip_prefix(&staging.dir)
+            .expect("walk stays inside")
+            .to_string_lossy()
+            .replace('\\', "/");
+        if relative == MANIFEST {
+            bail!("a task may not write its own {MANIFEST}");
+        }
+        let size = fs::metadata(&path)?.len();
+        // Data must be on disk before the manifest that vouches for it.
+        fs::File::open(&path)?.sync_all()?;
+        files.insert(
+            relative,
+            FileEntry {
+                blake3: file_digest(&path)?,
+                size,
+            },
+        );
+    }
+    let manifest = Manifest {
+        format: MANIFEST_FORMAT,
+        key: key.to_string(),
+        parts: parts.clone(),
+        task: provenance.task.to_string(),
+        experiment: provenance.experiment.to_string(),
+        created: crate::util::now_rfc3339(),
+        duration_s: provenance.duration_s,
+        files,
+    };
+    write_atomic(&staging.dir.join(MANIFEST), &serde_json::to_vec_pretty(&manifest)?)?;
+    fs::File::open(&staging.dir)?.sync_all()?;
+    Ok(manifest)
+}
+
+/// Renames a sealed staging directory to `target` (which must not exist) and syncs the
+/// parent, so the rename itself survives a crash.
+fn move_into_place(staging: &mut Staging, target: &Path) -> Result<()> {
+    fs::rename(&staging.dir, target)
+        .with_context(|| format!("cannot move {} into {}", staging.dir.display(), target.display()))?;
+    staging.published = true;
+    if let Some(parent) = target.parent() {
+        if let Ok(dir) = fs::File::open(parent) {
+            let _ = dir.sync_all();
+        }
+    }
+    Ok(())
 }
 
 fn read_manifest(dir: &Path) -> Result<Manifest> {

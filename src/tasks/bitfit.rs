@@ -1,4 +1,5 @@
 //! `bitfit`: BitFit (Ben Zaken et al., 2022) — every bias and the classification head train,
 //! nothing else (Trainer defaults, see `crate::train`). Output: `checkpoint/` (HF layout).
 
-checkpoint_training_task!(BitFit, "bitfit", 1, crate::model::Method::BitFit, "BitFit");
+// Version 2: own AdamW and per-epoch dropout seeds, so that training can resume.
+checkpoint_training_task!(BitFit, "bitfit", 2, crate::model::Method::BitFit, "BitFit");

@@ -1,4 +1,5 @@
 //! `finetune`: full fine-tuning, every parameter trained (Trainer defaults, see
 //! `crate::train`). Output: `checkpoint/` in the Hugging Face layout.
 
-checkpoint_training_task!(Finetune, "finetune", 1, crate::model::Method::Full, "full fine-tuning");
+// Version 2: own AdamW and per-epoch dropout seeds, so that training can resume.
+checkpoint_training_task!(Finetune, "finetune", 2, crate::model::Method::Full, "full fine-tuning");

@@ -17,7 +17,8 @@ pub struct Headtune;
 
 impl Task for Headtune {
     const KIND: &'static str = "headtune";
-    const VERSION: u32 = 1;
+    // 2: own AdamW and per-epoch dropout seeds, so that training can resume.
+    const VERSION: u32 = 2;
     type Params = TrainParams;
 
     fn slots() -> &'static [Slot] {

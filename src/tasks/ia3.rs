@@ -39,7 +39,8 @@ impl Params {
 
 impl Task for Ia3 {
     const KIND: &'static str = "ia3";
-    const VERSION: u32 = 1;
+    // 2: own AdamW and per-epoch dropout seeds, so that training can resume.
+    const VERSION: u32 = 2;
     type Params = Params;
 
     trains_on_tokens!(Params);

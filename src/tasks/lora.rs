@@ -187,7 +187,8 @@ pub(super) fn save_adapter(
 
 impl Task for Lora {
     const KIND: &'static str = "lora";
-    const VERSION: u32 = 1;
+    // 2: own AdamW and per-epoch dropout seeds, so that training can resume.
+    const VERSION: u32 = 2;
     type Params = Params;
 
     trains_on_tokens!(Params);

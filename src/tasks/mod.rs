@@ -169,6 +169,8 @@ pub struct Context<'a> {
     pub inputs: BTreeMap<String, InputArtifact>,
     pub progress: &'a ProgressFn<'a>,
     pub cancel: &'a AtomicBool,
+    /// Where a training task saves its state after each epoch and resumes from.
+    pub resume: Option<crate::train::resume::ResumeSlot<'a>>,
 }
 
 impl Context<'_> {
