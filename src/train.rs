@@ -163,6 +163,9 @@ pub enum Inputs {
 /// A labelled set the loops can batch.
 pub trait Examples {
     fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     /// Sequence length of example `i` (for length-sorted evaluation batches).
     fn length(&self, i: usize) -> usize;
     fn batch(&self, indices: &[usize], device: Device) -> Result<(Inputs, Tensor)>;
@@ -426,7 +429,7 @@ pub fn train(
     eval: &dyn Examples,
     n_classes: usize,
 ) -> Result<TrainOutcome> {
-    if train.len() == 0 || eval.len() == 0 {
+    if train.is_empty() || eval.is_empty() {
         bail!(
             "empty split: {} training and {} evaluation examples",
             train.len(),

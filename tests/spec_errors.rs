@@ -19,7 +19,15 @@ fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
 }
 
 /// (case, file body after HEAD, expected line, column, key, message fragment)
-const CASES: &[(&str, &str, usize, usize, Option<&str>, &str)] = &[
+type Case = (
+    &'static str,
+    &'static str,
+    usize,
+    usize,
+    Option<&'static str>,
+    &'static str,
+);
+const CASES: &[Case] = &[
     ("syntax", "[tasks.tfidf\nkind = 1\n", 7, 13, None, "invalid TOML"),
     ("unknown top-level key", "[task.tfidf]\nkind = \"tfidf\"\n", 7, 2, Some("task"), "unknown top-level key `task`"),
     ("unknown kind", "[tasks.x]\nkind = \"svm\"\n", 8, 8, Some("tasks.x.kind"), "unknown task kind `svm`"),

@@ -102,10 +102,13 @@ impl Entry {
     }
 }
 
+/// What makes rows one entry: experiment, task group and sweep labels (seeds aside).
+type EntryKey = (String, String, Vec<(String, String)>);
+
 /// Rows → entries, in the order their configurations first appear. With `individual_runs`
 /// every row is its own entry (`--runs`).
 pub fn aggregate(rows: &[Row], individual_runs: bool) -> Vec<Entry> {
-    let mut order: Vec<(String, String, Vec<(String, String)>)> = Vec::new();
+    let mut order: Vec<EntryKey> = Vec::new();
     let mut members: Vec<Vec<&Row>> = Vec::new();
     for (index, row) in rows.iter().enumerate() {
         let labels: Vec<(String, String)> = if individual_runs {

@@ -483,13 +483,16 @@ fn read_declaration(
     Ok(declaration)
 }
 
+/// A slot name and the task wired into it, each with its place in the file.
+type InputWiring = (Located<String>, Located<String>);
+
 /// `inputs = { slot = "task" }`, or `inputs = "task"` for kinds with a single slot.
 fn read_inputs(
     source: &Arc<Source>,
     kind: &'static dyn DynTask,
     dotted: &str,
     value: &Value,
-) -> Result<Vec<(Located<String>, Located<String>)>, SpecError> {
+) -> Result<Vec<InputWiring>, SpecError> {
     let at = |span: std::ops::Range<usize>| Location::new(source, span);
     let slots = kind.slots();
     match value.get_ref() {
