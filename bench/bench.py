@@ -101,6 +101,7 @@ r = 6
 lora_alpha = 12
 target_modules = ["query", "value"]
 lr = {HYPER['lora'][0]}
+group_by_length = true
 """
     else:
         text += f"""
@@ -108,6 +109,7 @@ lr = {HYPER['lora'][0]}
 kind = "finetune"
 inputs = {{ tokens = "tokens" }}
 lr = {HYPER['full'][0]}
+group_by_length = true
 
 [tasks.features]
 kind = "features"

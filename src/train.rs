@@ -85,6 +85,9 @@ macro_rules! training_params {
             /// Torch threads (default: the available cores).
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub threads: Option<usize>,
+            /// Trainer's `group_by_length`: batches of similar lengths, so less padding.
+            #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+            pub group_by_length: bool,
             $($(#[$fattr])* pub $field: $ty,)*
         }
 
@@ -109,6 +112,7 @@ macro_rules! training_params {
                     pooling: self.pooling,
                     device: self.device,
                     threads: self.threads,
+                    group_by_length: self.group_by_length,
                 }
             }
         }
@@ -158,6 +162,15 @@ pub mod defaults {
 pub enum Inputs {
     Tokens { ids: Tensor, mask: Tensor },
     Features(Tensor),
+}
+
+/// Transformers' `LengthGroupedSampler`: the shuffled order is cut into mega-batches of 50
+/// batches, each sorted longest first, so a batch holds reviews of similar length and pads
+/// little, while the order stays random (and as seeded as the shuffle) across mega-batches.
+pub fn group_by_length(order: &mut [usize], length: impl Fn(usize) -> usize, batch_size: usize) {
+    for mega_batch in order.chunks_mut(50 * batch_size.max(1)) {
+        mega_batch.sort_by_key(|&i| std::cmp::Reverse(length(i)));
+    }
 }
 
 /// A labelled set the loops can batch.
@@ -453,6 +466,9 @@ pub fn train(
         let epoch_started = Instant::now();
         let mut order: Vec<usize> = (0..train.len()).collect();
         order.shuffle(&mut rng);
+        if params.group_by_length {
+            group_by_length(&mut order, |i| train.length(i), params.batch_size);
+        }
         // Dropout draws from libtorch's global generator, whose state tch cannot save: seeding
         // it per epoch from the saved stream makes a resumed epoch draw the same masks.
         tch::manual_seed(rng.random::<i64>());
@@ -692,4 +708,25 @@ pub fn training_metrics(method: &str, model: &LoadedModel, outcome: &TrainOutcom
         .extra
         .insert("train_samples_per_second".into(), outcome.samples_per_second.into());
     Ok(metrics)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::group_by_length;
+
+    #[test]
+    fn length_grouping_sorts_each_mega_batch_and_keeps_every_example() {
+        // 250 examples, batch 2: mega-batches of 100, 100 and 50.
+        let lengths: Vec<usize> = (0..250).map(|i| (i * 37) % 101).collect();
+        let mut order: Vec<usize> = (0..250).rev().collect();
+        let before = order.clone();
+        group_by_length(&mut order, |i| lengths[i], 2);
+        for (mega, original) in order.chunks(100).zip(before.chunks(100)) {
+            assert!(mega.windows(2).all(|w| lengths[w[0]] >= lengths[w[1]]));
+            let (mut a, mut b) = (mega.to_vec(), original.to_vec());
+            a.sort();
+            b.sort();
+            assert_eq!(a, b, "an example moved between mega-batches");
+        }
+    }
 }
