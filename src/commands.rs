@@ -152,6 +152,12 @@ fn emit_report(settings: &Settings, report: &report::Report) -> Result<()> {
             if !report.rows.is_empty() {
                 println!("{}", report::table(report));
             }
+            for (heading, lines) in report::table::rank_question(report) {
+                println!("{heading}:");
+                for line in lines {
+                    println!("  {line}");
+                }
+            }
             let shared = report::table::layout(report).shared;
             if !shared.is_empty() {
                 println!("shared by every row: {}", report::table::shared_text(&shared));

@@ -205,3 +205,45 @@ fn a_comparison_shows_only_differing_parameters_as_columns() {
         .unwrap()
         .starts_with("experiment,task,group,kind,method,epochs,r,"));
 }
+
+/// The one answer for `synthetic`'s single LoRA curve, and the markdown that states it.
+fn rank_answer(report: &Report) -> (Option<f64>, String) {
+    let answers = plots::lowest_ranks_beating_head_tuning(&report.entries());
+    assert_eq!(answers.len(), 1, "one curve, one head-tuning level: {answers:?}");
+    (answers[0].rank, report::markdown(report))
+}
+
+/// `synthetic` with head-tuning at `level` and LoRA r=1 at `r1` (when given).
+fn rank_question_case(level: f64, r1: Option<f64>) -> Report {
+    let mut report = synthetic();
+    for row in &mut report.rows {
+        if row.kind == "headtune" {
+            row.metrics.accuracy = Some(level);
+        }
+        if let (Some(accuracy), true) = (r1, row.group == "lora" && row.sweep[0].1 == "1") {
+            row.metrics.accuracy = Some(accuracy);
+        }
+    }
+    report
+}
+
+#[test]
+fn the_rank_question_is_answered_per_curve() {
+    // LoRA's mean accuracy in `synthetic`: 0.820, 0.854, 0.888, 0.922 at r = 1, 4, 16, 64.
+    let (rank, markdown) = rank_answer(&rank_question_case(0.81, None));
+    assert_eq!(rank, Some(1.0));
+    assert!(
+        markdown
+            .contains("beats head-tuning (headtune), accuracy 0.810:\n\n- synthetic · LoRA: rank 1 (0.820 there)\n"),
+        "{markdown}"
+    );
+    assert_eq!(rank_answer(&rank_question_case(0.86, None)).0, Some(16.0));
+    // A lucky low rank does not count: every rank from the answer upwards must beat the level.
+    assert_eq!(rank_answer(&rank_question_case(0.86, Some(0.95))).0, Some(16.0));
+    let (rank, markdown) = rank_answer(&rank_question_case(0.95, None));
+    assert_eq!(rank, None);
+    assert!(
+        markdown.contains("LoRA: none (not even its highest rank)"),
+        "{markdown}"
+    );
+}

@@ -4,7 +4,7 @@
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
 use super::plots::Plot;
-use super::table::{layout, shared_text};
+use super::table::{layout, rank_question, shared_text};
 use super::Report;
 
 const STYLE: &str = "
@@ -51,6 +51,10 @@ pub fn page(report: &Report, plots: &[Plot]) -> String {
                     tbody { @for row in &layout.rows { tr { @for (cell, column) in row.iter().zip(&layout.columns) {
                         td.numeric[column.numeric] { (cell) }
                     } } } }
+                }
+                @for (heading, lines) in rank_question(report) {
+                    p.rank-question { (heading) ":" }
+                    ul { @for line in lines { li { (line) } } }
                 }
                 @if !layout.shared.is_empty() {
                     p.shared { "Shared by every row: " (shared_text(&layout.shared)) "." }

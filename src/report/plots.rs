@@ -6,6 +6,7 @@
 use anyhow::Result;
 use plotters::coord::ranged1d::{AsRangedCoord, SegmentValue, ValueFormatter};
 use plotters::prelude::*;
+use serde::Serialize;
 
 use super::{Entry, Stat};
 
@@ -76,7 +77,9 @@ fn color(index: usize) -> RGBAColor {
     Palette99::pick(index).to_rgba()
 }
 
-fn accuracy_vs_rank(entries: &[Entry]) -> Result<Option<Plot>> {
+/// The rank-swept entries as curves, one per group (and per other sweep coordinate, e.g.
+/// the SVD variant), points sorted by rank.
+fn rank_curves(entries: &[Entry]) -> Vec<Series> {
     let mut series: Vec<Series> = Vec::new();
     for entry in entries {
         let (Some(rank), Some(accuracy)) = (entry.label(&RANK_LABELS), entry.accuracy) else {
@@ -109,18 +112,69 @@ fn accuracy_vs_rank(entries: &[Entry]) -> Result<Option<Plot>> {
             }),
         }
     }
-    if series.is_empty() {
-        return Ok(None);
-    }
     for s in &mut series {
         s.points.sort_by(|a, b| a.0.total_cmp(&b.0));
     }
-    let references = entries
+    series
+}
+
+/// Head-tuning and full fine-tuning accuracies, the levels a rank curve is read against:
+/// `(label, kind, accuracy)`.
+fn reference_levels(entries: &[Entry]) -> Vec<(String, &'static str, f64)> {
+    entries
         .iter()
         .filter_map(|e| {
-            let (_, name) = REFERENCE_KINDS.iter().find(|(kind, _)| *kind == e.kind)?;
-            Some((format!("{name} ({})", e.task), e.accuracy?.mean))
+            let (kind, name) = REFERENCE_KINDS.iter().find(|(kind, _)| *kind == e.kind)?;
+            Some((format!("{name} ({})", e.task), *kind, e.accuracy?.mean))
         })
+        .collect()
+}
+
+/// The lab's question for one rank curve: the lowest rank from which every swept rank upwards
+/// beats a reference level (mean accuracy strictly above it); `None` when even the highest
+/// rank does not.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LowestRank {
+    pub curve: String,
+    pub reference: String,
+    pub level: f64,
+    pub rank: Option<f64>,
+    /// The curve's accuracy at that rank.
+    pub accuracy: Option<f64>,
+}
+
+/// [`LowestRank`] for every rank curve against head-tuning (the lab's bar).
+pub fn lowest_ranks_beating_head_tuning(entries: &[Entry]) -> Vec<LowestRank> {
+    let mut answers = Vec::new();
+    for (reference, _, level) in reference_levels(entries).into_iter().filter(|r| r.1 == "headtune") {
+        for curve in rank_curves(entries) {
+            let mut lowest = None;
+            for (rank, accuracy, _) in curve.points.iter().rev() {
+                if accuracy.mean <= level {
+                    break;
+                }
+                lowest = Some((*rank, accuracy.mean));
+            }
+            answers.push(LowestRank {
+                curve: curve.label.clone(),
+                reference: reference.clone(),
+                level,
+                rank: lowest.map(|l| l.0),
+                accuracy: lowest.map(|l| l.1),
+            });
+        }
+    }
+    answers
+}
+
+fn accuracy_vs_rank(entries: &[Entry]) -> Result<Option<Plot>> {
+    let series = rank_curves(entries);
+    if series.is_empty() {
+        return Ok(None);
+    }
+    let references = reference_levels(entries)
+        .into_iter()
+        .map(|(label, _, level)| (label, level))
         .collect();
     let chart = LineChart {
         title: "Accuracy vs rank".into(),

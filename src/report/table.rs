@@ -110,6 +110,28 @@ pub fn thousands(value: u64) -> String {
     crate::model::params::thousands(i64::try_from(value).unwrap_or(i64::MAX))
 }
 
+/// The lab's question, answered per rank curve: a heading per head-tuning level and one line
+/// per curve. Empty when the report has no rank sweep or no head-tuning.
+pub fn rank_question(report: &Report) -> Vec<(String, Vec<String>)> {
+    let answers = super::plots::lowest_ranks_beating_head_tuning(&report.entries());
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for answer in answers {
+        let heading = format!(
+            "Lowest rank from which every swept rank beats {}, accuracy {:.3}",
+            answer.reference, answer.level
+        );
+        let line = match (answer.rank, answer.accuracy) {
+            (Some(rank), Some(accuracy)) => format!("{}: rank {rank} ({accuracy:.3} there)", answer.curve),
+            _ => format!("{}: none (not even its highest rank)", answer.curve),
+        };
+        match out.iter_mut().find(|(h, _)| *h == heading) {
+            Some((_, lines)) => lines.push(line),
+            None => out.push((heading, vec![line])),
+        }
+    }
+    out
+}
+
 /// `key=value, …` for the parameters a comparison shares.
 pub fn shared_text(shared: &[(String, String)]) -> String {
     shared
@@ -156,6 +178,12 @@ pub fn markdown(report: &Report) -> String {
     for row in &layout.rows {
         let escaped: Vec<String> = row.iter().map(|c| escape(c)).collect();
         let _ = writeln!(out, "| {} |", escaped.join(" | "));
+    }
+    for (heading, lines) in rank_question(report) {
+        let _ = write!(out, "\n{}:\n\n", escape(&heading));
+        for line in lines {
+            let _ = writeln!(out, "- {}", escape(&line));
+        }
     }
     if !layout.shared.is_empty() {
         let _ = write!(
@@ -245,6 +273,7 @@ pub fn json_value(report: &Report) -> serde_json::Value {
         "entries": entries,
         "rows": report.rows,
         "missing": report.missing,
+        "lowest_ranks_beating_head_tuning": super::plots::lowest_ranks_beating_head_tuning(&entries),
     });
     if !report.compared.is_empty() {
         let shared = compare::split_params(&entries).shared;
