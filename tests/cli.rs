@@ -247,3 +247,47 @@ fn fail_fast_starts_nothing_after_the_first_failure() {
 fn with_a_failing_member() -> String {
     EXPERIMENT.replace("sweep.alpha = [0.5, 1.0]", "sweep.alpha = [-1.0, 1.0]")
 }
+
+#[test]
+fn inspect_counts_peft_methods_on_distilbert_base() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/models/distilbert-base-uncased-config/config.json"
+    );
+    // The lab's LoRA: r=6, alpha=12 on q_lin and v_lin (the default targets) plus the head;
+    // "all" counts the adapters too, as PEFT does (66,955,010 + 12 · 6 · (768 + 768)).
+    orchestrate(dir.path())
+        .args([
+            "inspect",
+            config,
+            "--method",
+            "lora",
+            "--set",
+            "r=6",
+            "--set",
+            "lora_alpha=12",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "trainable params: 702,722 || all params: 67,065,602 || trainable%: 1.0478",
+        ));
+    orchestrate(dir.path())
+        .args(["inspect", config, "--method", "lora", "--set", "r=0"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("LoRA rank r must be at least 1, got 0"));
+    orchestrate(dir.path())
+        .args([
+            "inspect",
+            config,
+            "--method",
+            "lora",
+            "--set",
+            "target_modules=q_lin,nope",
+        ])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("nope").and(predicate::str::contains("v_lin")));
+}
