@@ -462,6 +462,7 @@ pub fn train(
         .and_then(|slot| slot.restore(model, &mut optimizer.adamw, params.epochs));
     let mut progress = resumed.unwrap_or_default();
     rng.set_word_pos(progress.rng_word_pos);
+    let mut last_evaluation = None;
     for epoch in progress.epochs_done + 1..=params.epochs {
         let epoch_started = Instant::now();
         let mut order: Vec<usize> = (0..train.len()).collect();
@@ -522,8 +523,14 @@ pub fn train(
         if let Some(slot) = &ctx.resume {
             slot.save(model, &optimizer.adamw, &progress)?;
         }
+        last_evaluation = Some(evaluation);
     }
-    let final_eval = evaluate(ctx, model, eval, params.eval_batch_size, params.pooling, n_classes)?;
+    // The last epoch's evaluation is the final model's; only a run resumed after its last
+    // epoch has none in memory.
+    let final_eval = match last_evaluation {
+        Some(evaluation) => evaluation,
+        None => evaluate(ctx, model, eval, params.eval_batch_size, params.pooling, n_classes)?,
+    };
     Ok(TrainOutcome {
         epochs: progress.epochs,
         log: progress.log,
