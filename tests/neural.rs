@@ -381,3 +381,35 @@ fn adapter_mistakes_are_clear_errors() {
         "{error}"
     );
 }
+
+#[test]
+fn a_three_seed_sweep_is_reported_as_mean_and_std() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = "[tasks.features]\nkind = \"features\"\ninputs = \"tokens\"\n\
+                [tasks.head]\nkind = \"headtune\"\ninputs = \"features\"\nepochs = 2\nlr = 1e-2\n\
+                sweep.seed = [42, 43, 44]\n";
+    let run = run(dir.path(), "cache", body);
+    let losses: Vec<f64> = ["head[seed=42]", "head[seed=43]", "head[seed=44]"]
+        .iter()
+        .map(|task| run.metrics(task)["eval_loss"].as_f64().unwrap())
+        .collect();
+    assert!(
+        losses[0] != losses[1] && losses[1] != losses[2],
+        "seeds must differ: {losses:?}"
+    );
+    let experiment = spec::load(&dir.path().join("exp.toml")).unwrap();
+    let store = Store::open(&run.cache).unwrap();
+    let report = orchestrate::report::collect(&plan::plan(&experiment, &store).unwrap(), &store).unwrap();
+    let entries = report.entries();
+    let head = entries
+        .iter()
+        .find(|e| e.group == "head")
+        .expect("one entry for the three seeds");
+    assert_eq!((head.n, entries.iter().filter(|e| e.group == "head").count()), (3, 1));
+    let accuracy = head.accuracy.unwrap();
+    assert_eq!(accuracy.n, 3);
+    assert!(accuracy.std.is_some());
+    let markdown = orchestrate::report::markdown(&report);
+    let line = markdown.lines().find(|l| l.starts_with("| head ")).unwrap();
+    assert!(line.contains(" ± "), "{line}");
+}
