@@ -133,3 +133,45 @@ fn topological_order_is_deterministic_and_respects_inputs() {
         }
     }
 }
+
+#[test]
+fn a_lora_grid_over_target_modules_and_dropout() {
+    // HW7's shape: r × target_modules × lora_dropout, alpha tied to the rank.
+    let e = load(
+        "[tasks.tokens]\nkind = \"tokenize\"\ninputs = \"imdb\"\nmodel = \"m\"\n\
+         [tasks.lora]\nkind = \"lora\"\ninputs = \"tokens\"\nmodel = \"m\"\nlora_alpha = \"2*r\"\n\
+         [tasks.lora.sweep]\nr = [32, 64]\n\
+         target_modules = [[\"q_lin\", \"k_lin\", \"v_lin\", \"out_lin\"], [\"q_lin\", \"k_lin\", \"v_lin\", \"out_lin\", \"lin1\", \"lin2\"]]\n\
+         lora_dropout = [0.1, 0.2]\n",
+    );
+    let members: Vec<_> = e.tasks.iter().filter(|t| t.group == "lora").collect();
+    assert_eq!(members.len(), 8);
+    let combos: std::collections::BTreeSet<(i64, usize, String)> = members
+        .iter()
+        .map(|t| {
+            (
+                t.params["r"].as_i64().unwrap(),
+                t.params["target_modules"].as_array().unwrap().len(),
+                t.params["lora_dropout"].to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(combos.len(), 8, "every combination once: {combos:?}");
+    let names: std::collections::BTreeSet<&str> = members.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names.len(), 8, "distinct member names: {names:?}");
+}
+
+#[test]
+fn every_shipped_experiment_file_loads() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/experiments");
+    let mut loaded = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let experiment = spec::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            assert!(!experiment.tasks.is_empty(), "{}", path.display());
+            loaded += 1;
+        }
+    }
+    assert!(loaded >= 4, "{loaded} experiment files");
+}
