@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Round trip: orchestrate saves tiny checkpoints, transformers loads them and must give
-# the same logits. Needs .venv-hf (full torch==2.11.0 + transformers + safetensors):
-#   python3 -m venv .venv-hf && .venv-hf/bin/pip install torch==2.11.0 transformers safetensors
+# the same logits, and PEFT loads the saved adapters. Needs .venv-hf (full torch, transformers,
+# safetensors, peft), which scripts/setup-hf.sh installs with the pinned versions.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"

@@ -342,7 +342,6 @@ pub struct LogRecord {
 /// (saved with them by [`resume`]).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Progress {
-    pub epochs_done: usize,
     /// Optimizer steps so far (the schedule's position).
     pub step: usize,
     /// Position of the epoch-order generator (its ChaCha word position).
@@ -353,6 +352,13 @@ pub struct Progress {
     pub window_loss: f64,
     pub window_steps: usize,
     pub train_seconds: f64,
+}
+
+impl Progress {
+    /// Epochs trained so far (one record each).
+    pub fn epochs_done(&self) -> usize {
+        self.epochs.len()
+    }
 }
 
 pub struct TrainOutcome {
@@ -463,7 +469,7 @@ pub fn train(
     let mut progress = resumed.unwrap_or_default();
     rng.set_word_pos(progress.rng_word_pos);
     let mut last_evaluation = None;
-    for epoch in progress.epochs_done + 1..=params.epochs {
+    for epoch in progress.epochs_done() + 1..=params.epochs {
         let epoch_started = Instant::now();
         let mut order: Vec<usize> = (0..train.len()).collect();
         order.shuffle(&mut rng);
@@ -518,7 +524,6 @@ pub fn train(
             eval_f1: evaluation.f1,
             seconds: epoch_started.elapsed().as_secs_f64(),
         });
-        progress.epochs_done = epoch;
         progress.rng_word_pos = rng.get_word_pos();
         if let Some(slot) = &ctx.resume {
             slot.save(model, &optimizer.adamw, &progress)?;

@@ -255,39 +255,26 @@ fn inspect_counts_peft_methods_on_distilbert_base() {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/models/distilbert-base-uncased-config/config.json"
     );
+    // `orchestrate inspect CONFIG --method lora --set S…`
+    let inspect_lora = |sets: &[&str]| {
+        let mut cmd = orchestrate(dir.path());
+        cmd.args(["inspect", config, "--method", "lora"]);
+        for set in sets {
+            cmd.args(["--set", set]);
+        }
+        cmd.assert()
+    };
     // The lab's LoRA: r=6, alpha=12 on q_lin and v_lin (the default targets) plus the head;
     // "all" counts the adapters too, as PEFT does (66,955,010 + 12 · 6 · (768 + 768)).
-    orchestrate(dir.path())
-        .args([
-            "inspect",
-            config,
-            "--method",
-            "lora",
-            "--set",
-            "r=6",
-            "--set",
-            "lora_alpha=12",
-        ])
-        .assert()
+    inspect_lora(&["r=6", "lora_alpha=12"])
         .success()
         .stdout(predicate::str::contains(
             "trainable params: 702,722 || all params: 67,065,602 || trainable%: 1.0478",
         ));
-    orchestrate(dir.path())
-        .args(["inspect", config, "--method", "lora", "--set", "r=0"])
-        .assert()
+    inspect_lora(&["r=0"])
         .failure()
         .stderr(predicate::str::contains("LoRA rank r must be at least 1, got 0"));
-    orchestrate(dir.path())
-        .args([
-            "inspect",
-            config,
-            "--method",
-            "lora",
-            "--set",
-            "target_modules=q_lin,nope",
-        ])
-        .assert()
+    inspect_lora(&["target_modules=q_lin,nope"])
         .failure()
         .stderr(predicate::str::contains("nope").and(predicate::str::contains("v_lin")));
 }

@@ -215,7 +215,7 @@ fn ia3_adapter_round_trip_bert() {
         feedforward_modules: None,
         modules_to_save: None,
     };
-    let (targets, feedforward) = adapters::default_ia3_targets("bert");
+    let (targets, feedforward) = spec.targets("bert");
     let config = serde_json::json!({
         "peft_type": "IA3", "task_type": "SEQ_CLS", "target_modules": targets,
         "feedforward_modules": feedforward, "modules_to_save": ["pooler", "classifier"],

@@ -78,8 +78,24 @@ pub struct Ia3Spec {
     pub modules_to_save: Option<Vec<String>>,
 }
 
+impl Ia3Spec {
+    /// (target modules, feed-forward modules): the given ones, else PEFT's mapping.
+    pub fn targets(&self, model_type: &str) -> (Vec<String>, Vec<String>) {
+        let (default_targets, default_feedforward) = default_ia3_targets(model_type);
+        (
+            self.target_modules.clone().unwrap_or(default_targets),
+            self.feedforward_modules.clone().unwrap_or(default_feedforward),
+        )
+    }
+}
+
+/// LoRA's target modules: `given`, else PEFT's default for the model type (q and v).
+pub fn lora_targets(given: Option<&[String]>, model_type: &str) -> Vec<String> {
+    given.map_or_else(|| default_lora_targets(model_type), <[String]>::to_vec)
+}
+
 /// PEFT's default target modules per model type.
-pub fn default_lora_targets(model_type: &str) -> Vec<String> {
+fn default_lora_targets(model_type: &str) -> Vec<String> {
     let names: &[&str] = match model_type {
         "distilbert" => &["q_lin", "v_lin"],
         _ => &["query", "value"],
@@ -88,7 +104,7 @@ pub fn default_lora_targets(model_type: &str) -> Vec<String> {
 }
 
 /// PEFT's IA3 defaults per model type: (target modules, feed-forward modules).
-pub fn default_ia3_targets(model_type: &str) -> (Vec<String>, Vec<String>) {
+fn default_ia3_targets(model_type: &str) -> (Vec<String>, Vec<String>) {
     let (targets, feedforward): (&[&str], &[&str]) = match model_type {
         "distilbert" => (&["k_lin", "v_lin", "lin2"], &["lin2"]),
         _ => (&["key", "value", "output.dense"], &["output.dense"]),
@@ -217,11 +233,7 @@ pub fn inject_lora(model: &mut LoadedModel, spec: &LoraSpec) -> Result<Vec<Strin
             message: format!("lora_dropout must be in [0, 1), got {}", spec.lora_dropout),
         });
     }
-    let targets = spec
-        .target_modules
-        .clone()
-        .unwrap_or_else(|| default_lora_targets(model.config.model_type()));
-    let names = surgery::select(model, &targets)?;
+    let names = surgery::select_targets(model, spec.target_modules.as_deref())?;
     let vs = &model.vs;
     let mut created = Vec::new();
     for name in &names {
@@ -264,9 +276,7 @@ pub fn inject_lora(model: &mut LoadedModel, spec: &LoraSpec) -> Result<Vec<Strin
 
 /// Wraps every layer `spec` targets in an [`Ia3Linear`]; returns their names.
 pub fn inject_ia3(model: &mut LoadedModel, spec: &Ia3Spec) -> Result<Vec<String>> {
-    let (default_targets, default_ff) = default_ia3_targets(model.config.model_type());
-    let targets = spec.target_modules.clone().unwrap_or(default_targets);
-    let feedforward = spec.feedforward_modules.clone().unwrap_or(default_ff);
+    let (targets, feedforward) = spec.targets(model.config.model_type());
     let names = surgery::select(model, &targets)?;
     for ff in &feedforward {
         if !names.iter().any(|n| matches_any(std::slice::from_ref(ff), n)) {

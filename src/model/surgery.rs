@@ -51,13 +51,8 @@ pub fn matches_any(patterns: &[String], name: &str) -> bool {
 /// [`select`] over `targets`, or over the model type's query and value layers (the lab's
 /// and LoRA's default) when none are given.
 pub fn select_targets(model: &mut LoadedModel, targets: Option<&[String]>) -> Result<Vec<String>> {
-    match targets {
-        Some(patterns) => select(model, patterns),
-        None => {
-            let defaults = super::adapters::default_lora_targets(model.config.model_type());
-            select(model, &defaults)
-        }
-    }
+    let patterns = super::adapters::lora_targets(targets, model.config.model_type());
+    select(model, &patterns)
 }
 
 /// The linear layers matched by `patterns`, in module order. Errors name a pattern that

@@ -145,9 +145,10 @@ pub struct LowestRank {
 
 /// [`LowestRank`] for every rank curve against head-tuning (the lab's bar).
 pub fn lowest_ranks_beating_head_tuning(entries: &[Entry]) -> Vec<LowestRank> {
+    let curves = rank_curves(entries);
     let mut answers = Vec::new();
     for (reference, _, level) in reference_levels(entries).into_iter().filter(|r| r.1 == "headtune") {
-        for curve in rank_curves(entries) {
+        for curve in &curves {
             let mut lowest = None;
             for (rank, accuracy, _) in curve.points.iter().rev() {
                 if accuracy.mean <= level {

@@ -8,7 +8,7 @@
 use anyhow::Result;
 
 use super::{Context, Metrics, Task};
-use crate::model::adapters::{self, Ia3Spec};
+use crate::model::adapters::Ia3Spec;
 use crate::model::Method;
 use crate::train::{self, training_params};
 
@@ -47,16 +47,16 @@ impl Task for Ia3 {
 
     fn run(params: &Params, ctx: &Context) -> Result<Metrics> {
         let _torch = train::exclusive_torch();
-        let training = params.training();
-        let (mut model, outcome) = train::fit(ctx, &training, &Method::Ia3(params.spec()))?;
-        let (default_targets, default_ff) = adapters::default_ia3_targets(model.config.model_type());
+        let spec = params.spec();
+        let (mut model, outcome) = train::fit(ctx, &params.training(), &Method::Ia3(spec.clone()))?;
+        let (targets, feedforward) = spec.targets(model.config.model_type());
         let modules_to_save = super::lora::modules_to_save(&model, &params.modules_to_save);
         let config = serde_json::json!({
             "peft_type": "IA3",
             "task_type": "SEQ_CLS",
             "base_model_name_or_path": params.model,
-            "target_modules": params.target_modules.clone().unwrap_or(default_targets),
-            "feedforward_modules": params.feedforward_modules.clone().unwrap_or(default_ff),
+            "target_modules": targets,
+            "feedforward_modules": feedforward,
             "modules_to_save": modules_to_save,
             "init_ia3_weights": true,
             "fan_in_fan_out": false,

@@ -198,10 +198,7 @@ impl Task for Lora {
         let spec = params.spec();
         let training = params.training();
         let (mut model, outcome) = train::fit(ctx, &training, &Method::Lora(spec.clone()))?;
-        let targets = match &params.target_modules {
-            Some(t) => t.clone(),
-            None => adapters::default_lora_targets(model.config.model_type()),
-        };
+        let targets = adapters::lora_targets(params.target_modules.as_deref(), model.config.model_type());
         let modules_to_save = modules_to_save(&model, &params.modules_to_save);
         let method = "LoRA".to_string();
         let info = train::CheckpointInfo {

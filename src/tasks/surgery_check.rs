@@ -45,10 +45,8 @@ impl Task for SurgeryCheck {
         let n_classes = tokens.shape.n_classes;
         let (mut model, info) = train::load_trained(ctx, "model", n_classes, params.device, params.threads)?;
         let names = surgery::select_targets(&mut model, params.target_modules.as_deref())?;
-        let target_label = match &params.target_modules {
-            Some(patterns) => patterns.join(","),
-            None => adapters::default_lora_targets(model.config.model_type()).join(","),
-        };
+        let target_label =
+            adapters::lora_targets(params.target_modules.as_deref(), model.config.model_type()).join(",");
         let (_, data) = train::token_sets(&tokens);
         let eval = |model: &LoadedModel| -> Result<Evaluation> {
             train::evaluate(ctx, model, &data, params.batch_size, info.pooling, n_classes)

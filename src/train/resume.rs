@@ -69,7 +69,7 @@ struct StateFile {
 }
 
 impl ResumeSlot<'_> {
-    /// Saves the state after `progress.epochs_done` epochs.
+    /// Saves the state after `progress.epochs_done()` epochs.
     pub fn save(&self, model: &LoadedModel, optimizer: &AdamW, progress: &Progress) -> Result<()> {
         let staging = self.store.stage(self.key)?;
         let (moments, optimizer_steps) = optimizer.state();
@@ -93,10 +93,10 @@ impl ResumeSlot<'_> {
             duration_s: progress.train_seconds,
         };
         self.store
-            .save_resume_state(staging, self.key, progress.epochs_done, self.parts, &provenance)
+            .save_resume_state(staging, self.key, progress.epochs_done(), self.parts, &provenance)
             .context("cannot save the resume state")?;
         let abort_after = std::env::var(ABORT_AFTER_EPOCH_ENV).ok();
-        if abort_after.and_then(|e| e.parse().ok()) == Some(progress.epochs_done) {
+        if abort_after.and_then(|e| e.parse().ok()) == Some(progress.epochs_done()) {
             std::process::abort();
         }
         Ok(())
@@ -118,7 +118,7 @@ impl ResumeSlot<'_> {
         match load(&dir, model, optimizer, epochs) {
             Ok(progress) => {
                 (self.notify)(ResumeNotice::Resumed {
-                    epoch: progress.epochs_done,
+                    epoch: progress.epochs_done(),
                     epochs,
                 });
                 Some(progress)
@@ -140,8 +140,8 @@ fn load(dir: &std::path::Path, model: &LoadedModel, optimizer: &mut AdamW, epoch
     if state.format != STATE_FORMAT {
         bail!("state format {}, this orchestrate writes {STATE_FORMAT}", state.format);
     }
-    if state.progress.epochs_done > epochs {
-        bail!("saved after epoch {} of {epochs}", state.progress.epochs_done);
+    if state.progress.epochs_done() > epochs {
+        bail!("saved after epoch {} of {epochs}", state.progress.epochs_done());
     }
     let tensors: HashMap<String, Tensor> = Tensor::read_safetensors(dir.join(TENSORS_FILE))?.into_iter().collect();
     let mut copies = Vec::new();
