@@ -280,7 +280,8 @@ pub fn evaluate(
     for (done, chunk) in order.chunks(batch_size.max(1)).enumerate() {
         ctx.check_cancelled()?;
         let (inputs, labels) = data.batch(chunk, model.device())?;
-        let batch_logits = logits(model, &inputs, false, pooling)?;
+        // float32 for the loss and argmax whatever dtype the model runs in.
+        let batch_logits = logits(model, &inputs, false, pooling)?.f_to_kind(tch::Kind::Float)?;
         check_labels(&labels, batch_logits.size()[1])?;
         loss_sum += f64::try_from(batch_logits.f_cross_entropy_loss::<Tensor>(
             &labels,

@@ -413,3 +413,54 @@ fn a_three_seed_sweep_is_reported_as_mean_and_std() {
     let line = markdown.lines().find(|l| l.starts_with("| head ")).unwrap();
     assert!(line.contains(" ± "), "{line}");
 }
+
+/// The `{split}.features` tensor of a features artifact.
+fn feature_values(run: &Run, task: &str, split: &str) -> Vec<f32> {
+    let path = run
+        .cache
+        .join("artifacts")
+        .join(&run.manifest(task).key)
+        .join("features.safetensors");
+    let bytes = std::fs::read(path).unwrap();
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let view = tensors.tensor(&format!("{split}.features")).unwrap();
+    view.data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+#[test]
+fn bfloat16_inference_stays_within_its_precision_and_leaves_float32_keys_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = "[tasks.features]\nkind = \"features\"\ninputs = \"tokens\"\nsweep.dtype = [\"float32\", \"bfloat16\"]\n\
+                [tasks.zero_shot]\nkind = \"evaluate\"\ninputs = { tokens = \"tokens\" }\nsweep.dtype = [\"float32\", \"bfloat16\"]\n";
+    let run = run(dir.path(), "cache", body);
+    let full = feature_values(&run, "features[dtype=float32]", "eval");
+    let half = feature_values(&run, "features[dtype=bfloat16]", "eval");
+    assert_eq!(full.len(), half.len());
+    let scale = full.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let worst = full.iter().zip(&half).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(worst > 0.0, "bfloat16 must actually change the arithmetic");
+    // bfloat16 keeps 8 bits of mantissa; six layers of rounding stay within a few percent.
+    assert!(worst < 0.05 * scale, "max |float32 − bfloat16| {worst} against max |feature| {scale}");
+    let loss = |task: &str| run.metrics(task)["eval_loss"].as_f64().unwrap();
+    let (l32, l16) = (loss("zero_shot[dtype=float32]"), loss("zero_shot[dtype=bfloat16]"));
+    assert!((l32 - l16).abs() < 0.02 * l32, "eval loss {l32} (float32) vs {l16} (bfloat16)");
+
+    // `dtype = "float32"` written out is the default: same key as before the field existed.
+    let keys = |extra: &str| {
+        let path = dir.path().join("keys.toml");
+        std::fs::write(
+            &path,
+            experiment(&format!("[tasks.features]\nkind = \"features\"\ninputs = \"tokens\"\n{extra}")),
+        )
+        .unwrap();
+        let experiment = spec::load(&path).unwrap();
+        let store = Store::open(dir.path().join("keys-cache")).unwrap();
+        let index = experiment.tasks.iter().position(|t| t.name == "features").unwrap();
+        plan::plan(&experiment, &store).unwrap().entries[index].key.clone()
+    };
+    assert_eq!(keys(""), keys("dtype = \"float32\"\n"));
+    assert_ne!(keys(""), keys("dtype = \"bfloat16\"\n"));
+}

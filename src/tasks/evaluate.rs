@@ -86,7 +86,7 @@ impl Task for Evaluate {
             ),
             (None, None) => bail!("set the `model` parameter or wire a `model` input"),
         };
-        let model = train::load_model(
+        let mut model = train::load_model(
             &path,
             origin,
             tokens.shape.n_classes,
@@ -94,6 +94,7 @@ impl Task for Evaluate {
             params.device,
             params.threads,
         )?;
+        model.set_dtype(params.dtype);
         let data = TokenExamples {
             examples,
             pad_id: tokens.shape.pad_id,

@@ -57,7 +57,7 @@ impl Task for Features {
         let _torch = train::exclusive_torch();
         let tokens = tokenize::load(&ctx.input("tokens")?.dir)?;
         let path = model_path(&ctx.base_dir, &params.model)?;
-        let model = train::load_model(
+        let mut model = train::load_model(
             &path,
             train::Origin::Pretrained,
             tokens.shape.n_classes,
@@ -65,6 +65,7 @@ impl Task for Features {
             params.device,
             params.threads,
         )?;
+        model.set_dtype(params.dtype);
         let started = std::time::Instant::now();
         let mut tensors = Vec::new();
         let mut metrics = Metrics::default();

@@ -20,6 +20,9 @@ macro_rules! inference_params {
             pub batch_size: usize,
             #[serde(default)]
             pub device: crate::model::DeviceChoice,
+            /// The float type the model runs in (`float32` or `bfloat16`).
+            #[serde(default, skip_serializing_if = "crate::model::Dtype::is_default")]
+            pub dtype: crate::model::Dtype,
             /// Torch threads (default: the available cores).
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub threads: Option<usize>,

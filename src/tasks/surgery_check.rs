@@ -44,6 +44,7 @@ impl Task for SurgeryCheck {
         let tokens = tokenize::load(&ctx.input("tokens")?.dir)?;
         let n_classes = tokens.shape.n_classes;
         let (mut model, info) = train::load_trained(ctx, "model", n_classes, params.device, params.threads)?;
+        model.set_dtype(params.dtype);
         let names = surgery::select_targets(&mut model, params.target_modules.as_deref())?;
         let target_label =
             adapters::lora_targets(params.target_modules.as_deref(), model.config.model_type()).join(",");

@@ -88,6 +88,8 @@ impl Task for SvdApprox {
             stored += surgery::low_rank_params(&w_ft.size(), rank);
         }
         let head = host.count_params(|n| host.network.head_prefixes().iter().any(|p| n.starts_with(p)));
+        // Cast after the surgery: the SVD is of the float32 weights.
+        host.set_dtype(params.dtype);
         let (_, data) = train::token_sets(&tokens);
         let evaluation = train::evaluate(ctx, &host, &data, params.batch_size, info.pooling, n_classes)?;
         let mut metrics = Metrics {
