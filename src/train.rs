@@ -135,8 +135,11 @@ pub mod defaults {
     pub fn batch_size() -> usize {
         8
     }
+    /// Trainer's `per_device_eval_batch_size`. Larger is slower on CPU, not faster: with
+    /// length-sorted batches MiniLM encodes 31 reviews/s at 8 and 21 at 32 (256 tokens, 2
+    /// cores), as the activations outgrow the caches.
     pub fn eval_batch_size() -> usize {
-        32
+        8
     }
     pub fn max_grad_norm() -> f64 {
         1.0
