@@ -3,6 +3,8 @@
 //! frontier, per-epoch training loss and eval accuracy, and time per task. Error bars are
 //! ± one sample standard deviation over seeds.
 
+use std::collections::BTreeMap;
+
 use anyhow::Result;
 use plotters::coord::ranged1d::{AsRangedCoord, SegmentValue, ValueFormatter};
 use plotters::prelude::*;
@@ -73,8 +75,21 @@ struct LineChart {
     legend: SeriesLabelPosition,
 }
 
+/// Okabe and Ito's colour-blind-safe palette, its pale yellow last (plotters' `Palette99`
+/// drew the third curve, LoRA in the lab's rank plot, in a yellow that hardly showed).
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(0, 114, 178),
+    RGBColor(213, 94, 0),
+    RGBColor(0, 158, 115),
+    RGBColor(204, 121, 167),
+    RGBColor(230, 159, 0),
+    RGBColor(86, 180, 233),
+    RGBColor(0, 0, 0),
+    RGBColor(240, 228, 66),
+];
+
 fn color(index: usize) -> RGBAColor {
-    Palette99::pick(index).to_rgba()
+    PALETTE[index % PALETTE.len()].to_rgba()
 }
 
 /// The rank-swept entries as curves, one per group (and per other sweep coordinate, e.g.
@@ -215,34 +230,41 @@ pub fn pareto_frontier(points: &[(f64, f64)]) -> Vec<usize> {
 }
 
 fn accuracy_vs_params(entries: &[Entry]) -> Result<Option<Plot>> {
-    let points: Vec<(f64, Stat, String)> = entries
+    let measured: Vec<(&str, (f64, Stat, String))> = entries
         .iter()
-        .filter_map(|e| Some((e.trainable_params? as f64, e.accuracy?, e.task.clone())))
-        .filter(|(params, _, _)| *params > 0.0)
+        .filter_map(|e| Some((e.kind.as_str(), (e.trainable_params? as f64, e.accuracy?, e.task.clone()))))
+        .filter(|(_, (params, _, _))| *params > 0.0)
         .collect();
-    if points.is_empty() {
+    if measured.is_empty() {
         return Ok(None);
     }
-    let means: Vec<(f64, f64)> = points.iter().map(|(x, y, _)| (*x, y.mean)).collect();
-    let frontier = pareto_frontier(&means).into_iter().map(|i| points[i].clone()).collect();
+    let means: Vec<(f64, f64)> = measured.iter().map(|(_, (x, y, _))| (*x, y.mean)).collect();
+    let frontier = pareto_frontier(&means).into_iter().map(|i| measured[i].1.clone()).collect();
+    // One colour per task kind, so that the methods can be told apart.
+    let mut by_kind: BTreeMap<&str, Vec<(f64, Stat, String)>> = BTreeMap::new();
+    for (kind, point) in measured {
+        by_kind.entry(kind).or_default().push(point);
+    }
+    let mut series: Vec<Series> = by_kind
+        .into_iter()
+        .map(|(kind, points)| Series {
+            label: kind.to_string(),
+            mark: Mark::Scatter,
+            points,
+        })
+        .collect();
+    series.push(Series {
+        label: "Pareto frontier".into(),
+        mark: Mark::Frontier,
+        points: frontier,
+    });
     let chart = LineChart {
         title: "Accuracy vs trainable parameters".into(),
         x_desc: "trainable parameters (log scale)",
         y_desc: "accuracy",
         x_axis: Axis::Log(10.0),
         x_format: |v| compact(*v),
-        series: vec![
-            Series {
-                label: "tasks".into(),
-                mark: Mark::Scatter,
-                points,
-            },
-            Series {
-                label: "Pareto frontier".into(),
-                mark: Mark::Frontier,
-                points: frontier,
-            },
-        ],
+        series,
         references: Vec::new(),
         legend: SeriesLabelPosition::LowerRight,
     };
