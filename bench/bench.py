@@ -36,6 +36,7 @@ def parse():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--train-n", type=int, default=32, help="training reviews (first N of a seeded shuffle; 0 = all 2,000)")
     p.add_argument("--eval-n", type=int, default=64, help="evaluation reviews (0 = all 500)")
+    p.add_argument("--seed", type=int, default=42, help="training seed, the same for every tool (the subset stays seed 42's)")
     p.add_argument("--epochs", type=int, default=3, help="Trainer's default and the lab's")
     p.add_argument("--max-len", default="512,256", help="comma-separated")
     p.add_argument("--methods", default="full,head,lora,tfidf", help="comma-separated: full,head,lora,tfidf")
@@ -83,7 +84,7 @@ name = "{name}"
 
 [defaults]
 model = "{args.model}"
-seed = 42
+seed = {args.seed}
 epochs = {args.epochs}
 
 [datasets.imdb]
@@ -177,6 +178,7 @@ def orchestrate(args, work, data, max_len, method, n_train, n_eval, dtype="float
         m = finished[only[0]]
         rows[method] = {
             "accuracy": m["accuracy"],
+            "trainable_params": m["trainable_params"],
             "train_s": m["train_time_s"],
             "eval_s": m["eval_time_s"],
             "train_samples": n_train * args.epochs,
@@ -188,6 +190,7 @@ def orchestrate(args, work, data, max_len, method, n_train, n_eval, dtype="float
         f, h = finished["features"], finished["headtune"]
         rows["head"] = {
             "accuracy": h["accuracy"],
+            "trainable_params": h["trainable_params"],
             "train_s": f["train_encode_time_s"] + h["train_time_s"],
             "eval_s": f["eval_encode_time_s"] + h["eval_time_s"],
             "train_samples": n_train * args.epochs,
@@ -211,7 +214,7 @@ def orchestrate(args, work, data, max_len, method, n_train, n_eval, dtype="float
 def hf(args, work, data, max_len, method, variant):
     out = work / f"{variant}-{max_len}-{method}.json"
     cmd = [sys.executable, str(ROOT / "bench/hf_job.py"), "--method", method, "--variant", variant,
-           "--max-len", str(max_len), "--epochs", str(args.epochs), "--lr", str(HYPER.get(method, (5e-5,))[0]),
+           "--max-len", str(max_len), "--epochs", str(args.epochs), "--seed", str(args.seed), "--lr", str(HYPER.get(method, (5e-5,))[0]),
            "--train", str(data / "train.csv"), "--eval", str(data / "eval.csv"), "--model", args.model,
            "--out", str(out)]
     code, wall, rss = run_measured(cmd, work / f"{variant}-{max_len}-{method}.log")
@@ -285,6 +288,11 @@ def table(results, args):
                     f"| {fmt_rate(row, 'train'):,.1f} | {fmt_rate(row, 'eval'):,.1f} | {row['wall_s']:.1f} "
                     f"| {row['rss_mb']:,.0f} | {row['accuracy']:.3f} | {ratios[0]} | {ratios[1]} |"
                 )
+                if tool in ("c", "d") and isinstance(by_tool.get("a"), dict) and row_name in by_tool["a"]:
+                    theirs, ours = by_tool["a"][row_name].get("trainable_params"), row.get("trainable_params")
+                    if theirs is not None and ours is not None and theirs != ours:
+                        notes.append(f"NOT THE SAME WORK: {method}, max_len {max_len}: {tool_names[tool]} trains "
+                                     f"{ours:,} parameters, (a) {theirs:,}")
                 if tool == "a" and "train_real_token_fraction" in row and row_name == method:
                     notes.append(f"{tool_names[tool]}, {method}, max_len {max_len}: "
                                  f"{row['train_real_token_fraction'] * 100:.0f}% of the tokenized training rows are real tokens")
@@ -347,7 +355,8 @@ def main():
                     notes.append(f"full fine-tuning, max_len {max_len} (mean {mean_len:.0f} real tokens), {tool}: "
                                  f"{achieved:.1f} model GFLOP/s = {achieved / peak['peak_gflops'] * 100:.0f}% MFU")
     whole_note = " (TF-IDF: the whole 2,000/500 sample)" if "tfidf" in methods and (args.train_n or args.eval_n) else ""
-    header = (f"{n_train} train / {n_eval} eval IMDB reviews{whole_note}, {args.epochs} epoch(s), all-MiniLM-L6-v2, "
+    header = (f"{n_train} train / {n_eval} eval IMDB reviews{whole_note}, {args.epochs} epoch(s), seed {args.seed}, "
+              "all-MiniLM-L6-v2, "
               f"{os.cpu_count()} CPUs; total bench time {time.perf_counter() - started:.0f} s")
     output = header + "\n\n" + text + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
     print(output)

@@ -107,6 +107,10 @@ def transformer(args):
             lora_alpha=args.lora_alpha,
             target_modules=["query", "value"],
             lora_dropout=0.0,
+            # The head trains beside the adapters, pooler included, as orchestrate's `lora`
+            # does by default (203,906 parameters on MiniLM; PEFT's SEQ_CLS default would
+            # leave the pretrained pooler frozen: 56,066).
+            modules_to_save=["pooler", "classifier"],
         )
         model = get_peft_model(model, config)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
