@@ -79,9 +79,8 @@ threads = 1
                           "run", experiment], capture_output=True, text=True)
     if run.returncode != 0:
         raise SystemExit(f"orchestrate failed:\n{run.stdout}\n{run.stderr}")
-    metrics = next(json.loads(line)["metrics"] for line in run.stdout.splitlines()
-                   if line.startswith("{") and json.loads(line).get("event") == "task_finished"
-                   and json.loads(line).get("task") == "finetune")
+    events = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    metrics = next(e["metrics"] for e in events if e.get("event") == "task_finished" and e.get("task") == "finetune")
     (checkpoint,) = [os.path.join(root, "model.safetensors") for root, _, files in os.walk(os.path.join(cache, "artifacts"))
                      if root.endswith("checkpoint") and "model.safetensors" in files]
     return load_file(checkpoint), metrics

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Round trip: orchestrate saves tiny checkpoints, transformers loads them and must give
 # the same logits, and PEFT loads the saved adapters. Then training parity: orchestrate's
-# finetune and transformers' Trainer train the same tiny BERT to the same weights. Needs .venv-hf (full torch, transformers,
-# safetensors, peft), which scripts/setup-hf.sh installs with the pinned versions.
+# finetune and transformers' Trainer train the same tiny BERT to the same weights.
+# Needs .venv-hf (full torch, transformers, safetensors, peft), which scripts/setup-hf.sh
+# installs with the pinned versions.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
