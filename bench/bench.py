@@ -9,6 +9,8 @@ For every max_len and method it runs, each in its own process:
       encodes and trains from nothing, like the others),
   (d) for head-tuning, orchestrate with the frozen encoder's features computed in
       bfloat16 (`dtype = "bfloat16"`) instead of float32,
+  (g) for full fine-tuning and LoRA, orchestrate with `group_by_length = true` (batches of
+      similar lengths: faster, see the README on accuracy),
 and records train samples/s, eval samples/s, wall time and peak RSS (from wait4's rusage
 of that process) and accuracy. Ratios are (c) over (a) and (b): train samples/s and wall
 time (a ratio > 1 means orchestrate is faster).
@@ -24,6 +26,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# The orchestrate variants: tool -> (features dtype, group_by_length).
+ORCHESTRATE = {"c": ("float32", False), "d": ("bfloat16", False), "g": ("float32", True)}
 HYPER = {
     # method: (lr, orchestrate task kind)
     "full": (5e-5, "finetune"),
@@ -34,15 +38,20 @@ HYPER = {
 
 def parse():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--train-n", type=int, default=32, help="training reviews (first N of a seeded shuffle; 0 = all 2,000)")
+    p.add_argument("--train-n", type=int, default=128,
+                   help="training reviews for full fine-tuning and LoRA (first N of a seeded shuffle; 0 = all 2,000)")
     p.add_argument("--eval-n", type=int, default=64, help="evaluation reviews (0 = all 500)")
     p.add_argument("--seed", type=int, default=42, help="training seed, the same for every tool (the subset stays seed 42's)")
-    p.add_argument("--epochs", type=int, default=3, help="Trainer's default and the lab's")
+    p.add_argument("--epochs", type=int, default=1, help="epochs of full fine-tuning and LoRA")
+    p.add_argument("--head-train-n", type=int, default=32, help="training reviews for head-tuning (0 = all 2,000)")
+    p.add_argument("--head-epochs", type=int, default=3,
+                   help="epochs of head-tuning: the Trainer's default and the lab's (its speed-up grows with them)")
     p.add_argument("--max-len", default="512,256", help="comma-separated")
     p.add_argument("--methods", default="full,head,lora,tfidf", help="comma-separated: full,head,lora,tfidf")
-    p.add_argument("--tools", default="a,b,c,d",
+    p.add_argument("--tools", default="a,b,c,d,g",
                    help="comma-separated: a (seed recipe), b (HF best practice), c (orchestrate), "
-                        "d (orchestrate, head-tuning on bfloat16 features)")
+                        "d (orchestrate, head-tuning on bfloat16 features), "
+                        "g (orchestrate, full fine-tuning and LoRA with group_by_length)")
     p.add_argument("--data", default=str(ROOT / "data/imdb"))
     p.add_argument("--model", default=str(ROOT / "models/all-MiniLM-L6-v2"))
     p.add_argument("--orchestrate", default=str(ROOT / "target/release/orchestrate"))
@@ -61,10 +70,19 @@ def run_measured(cmd, log):
     return os.waitstatus_to_exitcode(status), wall, usage.ru_maxrss / 1024
 
 
+def for_method(args, method):
+    """The arguments with head-tuning's own training size and epochs."""
+    if method != "head":
+        return args
+    return argparse.Namespace(**{**vars(args), "train_n": args.head_train_n, "epochs": args.head_epochs})
+
+
 def subset(args, work):
     import pandas as pd
 
-    data = work / "data"
+    data = work / f"data-{args.train_n}-{args.eval_n}"
+    if data.exists():
+        return data
     data.mkdir(parents=True)
     for split, n in [("train", args.train_n), ("eval", args.eval_n)]:
         frame = pd.read_csv(Path(args.data) / f"{split}.csv")
@@ -74,10 +92,12 @@ def subset(args, work):
     return data
 
 
-def experiment(args, work, data, max_len, method, dtype):
+def experiment(args, work, data, max_len, method, tool):
     """The orchestrate side: the same hyperparameters as hf_job.py."""
     lora = method == "lora"
-    name = f"bench-{max_len}-{method}-{dtype}"
+    dtype, grouped = ORCHESTRATE[tool]
+    group = "group_by_length = true\n" if grouped else ""
+    name = f"bench-{max_len}-{method}-{tool}"
     text = f"""
 [experiment]
 name = "{name}"
@@ -107,16 +127,14 @@ r = 6
 lora_alpha = 12
 target_modules = ["query", "value"]
 lr = {HYPER['lora'][0]}
-group_by_length = true
-"""
+{group}"""
     else:
         text += f"""
 [tasks.finetune]
 kind = "finetune"
 inputs = {{ tokens = "tokens" }}
 lr = {HYPER['full'][0]}
-group_by_length = true
-
+{group}
 [tasks.features]
 kind = "features"
 inputs = {{ tokens = "tokens" }}
@@ -150,10 +168,10 @@ alpha = 1.0
     return path
 
 
-def orchestrate(args, work, data, max_len, method, n_train, n_eval, dtype="float32"):
+def orchestrate(args, work, data, max_len, method, n_train, n_eval, tool):
     """Runs orchestrate for one method with a fresh cache; returns {row: result} or a skip reason."""
-    toml = experiment(args, work, data, max_len, method, dtype)
-    cache = work / f"cache-{max_len}-{method}-{dtype}"
+    toml = experiment(args, work, data, max_len, method, tool)
+    cache = work / f"cache-{max_len}-{method}-{tool}"
     base = [args.orchestrate, "--json", "--cache-dir", str(cache), "--reports-dir", str(cache / "reports")]
     if method == "lora":
         probe = subprocess.run(base + ["plan", str(toml)], capture_output=True, text=True, cwd=ROOT)
@@ -161,7 +179,7 @@ def orchestrate(args, work, data, max_len, method, n_train, n_eval, dtype="float
             return f"skipped: {probe.stderr.strip().splitlines()[0] if probe.stderr.strip() else 'plan failed'}"
     only = {"full": ["finetune"], "head": ["headtune"], "lora": ["lora"], "tfidf": ["logreg", "naive_bayes"]}[method]
     cmd = base + ["run", str(toml)] + [a for task in only for a in ("--only", task)]
-    log = work / f"c-{max_len}-{method}-{dtype}.jsonl"
+    log = work / f"{tool}-{max_len}-{method}.jsonl"
     code, wall, rss = run_measured(cmd, log)
     if code != 0:
         return f"failed (exit {code}, see {log})"
@@ -258,7 +276,8 @@ def fmt_rate(row, key):
 
 def table(results, args):
     tool_names = {"a": "(a) seed recipe", "b": "(b) HF best practice", "c": "(c) orchestrate",
-                  "d": "(c) orchestrate, bfloat16 features", "s": "scikit-learn"}
+                  "d": "(c) orchestrate, bfloat16 features", "g": "(c) orchestrate, group_by_length",
+                  "s": "scikit-learn"}
     lines = [
         "| max_len | method | tool | train samples/s | eval samples/s | wall s | peak RSS MB | accuracy "
         "| (c)/(a) train, wall | (c)/(b) train, wall |",
@@ -272,7 +291,7 @@ def table(results, args):
                 continue
             for row_name, row in rows.items():
                 ratios = []
-                for other in ("a", "b") if tool in ("c", "d") else ():
+                for other in ("a", "b") if tool in ORCHESTRATE else ():
                     ref = by_tool.get(other if method != "tfidf" else "s")
                     if isinstance(ref, dict) and row_name in ref:
                         r = ref[row_name]
@@ -288,7 +307,7 @@ def table(results, args):
                     f"| {fmt_rate(row, 'train'):,.1f} | {fmt_rate(row, 'eval'):,.1f} | {row['wall_s']:.1f} "
                     f"| {row['rss_mb']:,.0f} | {row['accuracy']:.3f} | {ratios[0]} | {ratios[1]} |"
                 )
-                if tool in ("c", "d") and isinstance(by_tool.get("a"), dict) and row_name in by_tool["a"]:
+                if tool in ORCHESTRATE and isinstance(by_tool.get("a"), dict) and row_name in by_tool["a"]:
                     theirs, ours = by_tool["a"][row_name].get("trainable_params"), row.get("trainable_params")
                     if theirs is not None and ours is not None and theirs != ours:
                         notes.append(f"NOT THE SAME WORK: {method}, max_len {max_len}: {tool_names[tool]} trains "
@@ -307,24 +326,31 @@ def main():
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
-    data = subset(args, work)
     import pandas as pd
 
     def sizes(folder):
         return len(pd.read_csv(folder / "train.csv")), len(pd.read_csv(folder / "eval.csv"))
 
-    n_train, n_eval = sizes(data)
     # TF-IDF takes seconds on the whole sample, and its accuracy on a few dozen reviews says
     # nothing, so its rows always use all of it.
     whole = Path(args.data)
     methods = args.methods.split(",")
     tools = args.tools.split(",")
     max_lens = [int(x) for x in args.max_len.split(",")]
-    print(f"bench: {n_train} train / {n_eval} eval reviews, {args.epochs} epoch(s), max_len {max_lens}, "
-          f"methods {methods}, tools {tools}, {os.cpu_count()} CPUs", flush=True)
+    def scale(method):
+        margs = for_method(args, method)
+        n_train, n_eval = sizes(subset(margs, work))
+        return f"{method}: {n_train} train / {n_eval} eval reviews, {margs.epochs} epoch(s)"
+
+    scales = "; ".join(scale(m) for m in methods if m != "tfidf")
+    if "tfidf" in methods:
+        scales += ("; " if scales else "") + "TF-IDF: the whole 2,000/500 sample"
+    print(f"bench: {scales}; max_len {max_lens}, methods {methods}, tools {tools}, {os.cpu_count()} CPUs", flush=True)
     started = time.perf_counter()
     results = {}
     for method in methods:
+        margs = for_method(args, method)
+        data = subset(margs, work)
         for max_len in max_lens if method != "tfidf" else [0]:
             by_tool = results.setdefault((max_len, method), {})
             for tool in tools:
@@ -332,14 +358,15 @@ def main():
                     continue  # no padding involved: (a) and (b) are both scikit-learn
                 if tool == "d" and method != "head":
                     continue  # only head-tuning has a frozen encoder to run in bfloat16
+                if tool == "g" and method not in ("full", "lora"):
+                    continue  # only these train on token batches
                 t0 = time.perf_counter()
                 source = whole if method == "tfidf" else data
-                if tool in ("c", "d"):
-                    dtype = "bfloat16" if tool == "d" else "float32"
-                    by_tool[tool] = orchestrate(args, work, source, max_len or 512, method, *sizes(source), dtype)
+                if tool in ORCHESTRATE:
+                    by_tool[tool] = orchestrate(margs, work, source, max_len or 512, method, *sizes(source), tool)
                 else:
                     key = "s" if method == "tfidf" else tool
-                    by_tool[key] = hf(args, work, source, max_len or 512, method, "seed" if tool == "a" else "best")
+                    by_tool[key] = hf(margs, work, source, max_len or 512, method, "seed" if tool == "a" else "best")
                 print(f"  {method} max_len {max_len or '-'} ({tool}): {time.perf_counter() - t0:.0f} s", flush=True)
     text, notes = table(results, args)
     if "full" in methods and "c" in tools:
@@ -347,16 +374,14 @@ def main():
         notes.append(f"float32 matmul through libtorch ({peak['threads']} threads): peak {peak['peak_gflops']:.1f} GFLOP/s "
                      "(" + ", ".join(f"{r['m']}×{r['k']}·{r['k']}×{r['n']} {r['gflops']:.1f}" for r in peak["shapes"]) + ")")
         for max_len in max_lens:
-            flops, mean_len = training_flops(args, data, max_len, args.epochs)
-            for tool in ("a", "b", "c"):
+            flops, mean_len = training_flops(args, subset(args, work), max_len, args.epochs)
+            for tool in ("a", "b", "c", "g"):
                 rows = results.get((max_len, "full"), {}).get(tool)
                 if isinstance(rows, dict):
                     achieved = flops / rows["full"]["train_s"] / 1e9
                     notes.append(f"full fine-tuning, max_len {max_len} (mean {mean_len:.0f} real tokens), {tool}: "
                                  f"{achieved:.1f} model GFLOP/s = {achieved / peak['peak_gflops'] * 100:.0f}% MFU")
-    whole_note = " (TF-IDF: the whole 2,000/500 sample)" if "tfidf" in methods and (args.train_n or args.eval_n) else ""
-    header = (f"{n_train} train / {n_eval} eval IMDB reviews{whole_note}, {args.epochs} epoch(s), seed {args.seed}, "
-              "all-MiniLM-L6-v2, "
+    header = (f"IMDB reviews, {scales}; seed {args.seed}, all-MiniLM-L6-v2, "
               f"{os.cpu_count()} CPUs; total bench time {time.perf_counter() - started:.0f} s")
     output = header + "\n\n" + text + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
     print(output)

@@ -3,8 +3,9 @@
 # recipe and HF's best practice) vs scikit-learn, same model (all-MiniLM-L6-v2), data and
 # hyperparameters, in one go; prints one markdown table (README "Performance").
 #
-#   bash bench/run.sh                      # default: 32 train / 64 eval reviews (TF-IDF: all), 3 epochs, max_len 512 and 256
-#   bash bench/run.sh --train-n 0 --eval-n 0 --epochs 1 --max-len 256   # accuracy on the whole 2,000/500 sample
+#   bash bench/run.sh      # default: full/LoRA 128 train reviews, 1 epoch; head-tuning 32, 3 epochs;
+#                          # 64 eval reviews (TF-IDF: the whole sample); max_len 512 and 256
+#   bash bench/run.sh --train-n 0 --eval-n 0 --epochs 1 --max-len 256 --methods full,lora   # accuracy, whole sample
 #   bash bench/run.sh --methods full --max-len 256 --tools a,c
 #
 # Installs into bench/.venv-bench from PyPI the first time (torch 2.11.0 — the same wheel

@@ -47,6 +47,7 @@ const CASES: &[Case] = &[
     ("bad default", "[defaults]\nmax_itr = 10\n", 8, 1, Some("defaults.max_itr"), "neither a parameter of any task kind"),
     ("bad per-kind default", "[defaults.logreg]\nalpha = 10\n", 8, 1, Some("defaults.logreg.alpha"), "unknown parameter `alpha` for kind `logreg`"),
     ("default of the wrong type", "[defaults]\nmax_iter = \"x\"\n[tasks.f]\nkind = \"tfidf\"\ninputs = \"imdb\"\n[tasks.lr]\nkind = \"logreg\"\ninputs = \"f\"\n", 8, 1, Some("tasks.lr.max_iter"), "invalid type: string \"x\""),
+    ("group_by_length neither a bool nor \"shuffled\"", "[tasks.t]\nkind = \"tokenize\"\ninputs = \"imdb\"\nmodel = \"m\"\n[tasks.ft]\nkind = \"finetune\"\ninputs = \"t\"\nmodel = \"m\"\ngroup_by_length = \"sorted\"\n", 15, 1, Some("tasks.ft.group_by_length"), "expected true, false or \"shuffled\""),
     ("invalid task name", "[tasks.\"a[b]\"]\nkind = \"tfidf\"\n", 7, 8, Some("tasks.a[b]"), "invalid task name"),
 ];
 

@@ -232,14 +232,22 @@ pub fn pareto_frontier(points: &[(f64, f64)]) -> Vec<usize> {
 fn accuracy_vs_params(entries: &[Entry]) -> Result<Option<Plot>> {
     let measured: Vec<(&str, (f64, Stat, String))> = entries
         .iter()
-        .filter_map(|e| Some((e.kind.as_str(), (e.trainable_params? as f64, e.accuracy?, e.task.clone()))))
+        .filter_map(|e| {
+            Some((
+                e.kind.as_str(),
+                (e.trainable_params? as f64, e.accuracy?, e.task.clone()),
+            ))
+        })
         .filter(|(_, (params, _, _))| *params > 0.0)
         .collect();
     if measured.is_empty() {
         return Ok(None);
     }
     let means: Vec<(f64, f64)> = measured.iter().map(|(_, (x, y, _))| (*x, y.mean)).collect();
-    let frontier = pareto_frontier(&means).into_iter().map(|i| measured[i].1.clone()).collect();
+    let frontier = pareto_frontier(&means)
+        .into_iter()
+        .map(|i| measured[i].1.clone())
+        .collect();
     // One colour per task kind, so that the methods can be told apart.
     let mut by_kind: BTreeMap<&str, Vec<(f64, Stat, String)>> = BTreeMap::new();
     for (kind, point) in measured {
