@@ -337,20 +337,20 @@ def main():
     methods = args.methods.split(",")
     tools = args.tools.split(",")
     max_lens = [int(x) for x in args.max_len.split(",")]
-    def scale(method):
+    # method -> (its arguments, its data folder, training and evaluation reviews)
+    plans = {}
+    for method in methods:
         margs = for_method(args, method)
-        n_train, n_eval = sizes(subset(margs, work))
-        return f"{method}: {n_train} train / {n_eval} eval reviews, {margs.epochs} epoch(s)"
-
-    scales = "; ".join(scale(m) for m in methods if m != "tfidf")
+        source = whole if method == "tfidf" else subset(margs, work)
+        plans[method] = (margs, source, *sizes(source))
+    scales = "; ".join(f"{m}: {n_train} train / {n_eval} eval reviews, {margs.epochs} epoch(s)"
+                       for m, (margs, _, n_train, n_eval) in plans.items() if m != "tfidf")
     if "tfidf" in methods:
         scales += ("; " if scales else "") + "TF-IDF: the whole 2,000/500 sample"
     print(f"bench: {scales}; max_len {max_lens}, methods {methods}, tools {tools}, {os.cpu_count()} CPUs", flush=True)
     started = time.perf_counter()
     results = {}
-    for method in methods:
-        margs = for_method(args, method)
-        data = subset(margs, work)
+    for method, (margs, source, n_train, n_eval) in plans.items():
         for max_len in max_lens if method != "tfidf" else [0]:
             by_tool = results.setdefault((max_len, method), {})
             for tool in tools:
@@ -361,9 +361,8 @@ def main():
                 if tool == "g" and method not in ("full", "lora"):
                     continue  # only these train on token batches
                 t0 = time.perf_counter()
-                source = whole if method == "tfidf" else data
                 if tool in ORCHESTRATE:
-                    by_tool[tool] = orchestrate(margs, work, source, max_len or 512, method, *sizes(source), tool)
+                    by_tool[tool] = orchestrate(margs, work, source, max_len or 512, method, n_train, n_eval, tool)
                 else:
                     key = "s" if method == "tfidf" else tool
                     by_tool[key] = hf(margs, work, source, max_len or 512, method, "seed" if tool == "a" else "best")
@@ -374,7 +373,7 @@ def main():
         notes.append(f"float32 matmul through libtorch ({peak['threads']} threads): peak {peak['peak_gflops']:.1f} GFLOP/s "
                      "(" + ", ".join(f"{r['m']}×{r['k']}·{r['k']}×{r['n']} {r['gflops']:.1f}" for r in peak["shapes"]) + ")")
         for max_len in max_lens:
-            flops, mean_len = training_flops(args, subset(args, work), max_len, args.epochs)
+            flops, mean_len = training_flops(args, plans["full"][1], max_len, args.epochs)
             for tool in ("a", "b", "c", "g"):
                 rows = results.get((max_len, "full"), {}).get(tool)
                 if isinstance(rows, dict):
