@@ -1,5 +1,5 @@
-//! The task DAG (petgraph): declaration order with cycle errors, and the instance graph
-//! the scheduler walks.
+//! The task DAG (petgraph): a deterministic order with cycle detection, and the instance
+//! graph the scheduler walks. It knows nodes only by index and their inputs ([`Node`]).
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap};
@@ -8,39 +8,29 @@ use petgraph::algo::tarjan_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::Direction;
 
-use crate::spec::error::SpecError;
-use crate::spec::raw::Declaration;
-use crate::spec::TaskInstance;
-
-/// Orders declarations so each comes after the tasks it reads; ties keep file order, so the
-/// order is deterministic. A reference to an unknown name is left for expansion to report.
-pub fn order_declarations(declarations: &[Declaration]) -> Result<Vec<usize>, SpecError> {
-    let mut graph = DiGraph::<usize, ()>::new();
-    let nodes: Vec<NodeIndex> = (0..declarations.len()).map(|i| graph.add_node(i)).collect();
-    for (index, declaration) in declarations.iter().enumerate() {
-        for (_, target) in &declaration.inputs {
-            let base = target.value.split('[').next().unwrap_or_default();
-            if let Some(upstream) = declarations.iter().position(|d| d.name.value == base) {
-                graph.update_edge(nodes[upstream], nodes[index], ());
-            }
-        }
-    }
-    if let Some(cycle) = find_cycle(&graph) {
-        let names: Vec<&str> = cycle.iter().map(|&i| declarations[i].name.value.as_str()).collect();
-        let first = &declarations[cycle[0]];
-        let mut path = names.clone();
-        path.push(names[0]);
-        return Err(SpecError::at(
-            &first.name.location,
-            Some(format!("tasks.{}.inputs", first.name.value)),
-            format!("dependency cycle: {}", path.join(" -> ")),
-        )
-        .note("a task cannot (even indirectly) read its own output"));
-    }
-    Ok(kahn(&graph))
+/// A node of the graph: the indices of the nodes it reads.
+pub trait Node {
+    fn upstream(&self) -> impl Iterator<Item = usize> + '_;
 }
 
-/// A cycle as a list of declaration indices in dependency order, if any.
+/// Orders nodes so each comes after the nodes it reads (`upstream[i]` lists node `i`'s
+/// inputs); ties keep index order, so the order is deterministic. A cycle is returned as its
+/// members in dependency order, starting from the lowest index.
+pub fn order(upstream: &[Vec<usize>]) -> Result<Vec<usize>, Vec<usize>> {
+    let mut graph = DiGraph::<usize, ()>::new();
+    let nodes: Vec<NodeIndex> = (0..upstream.len()).map(|i| graph.add_node(i)).collect();
+    for (index, inputs) in upstream.iter().enumerate() {
+        for &input in inputs {
+            graph.update_edge(nodes[input], nodes[index], ());
+        }
+    }
+    match find_cycle(&graph) {
+        Some(cycle) => Err(cycle),
+        None => Ok(kahn(&graph)),
+    }
+}
+
+/// A cycle as a list of node indices in dependency order, if any.
 fn find_cycle(graph: &DiGraph<usize, ()>) -> Option<Vec<usize>> {
     let component = tarjan_scc(graph)
         .into_iter()
@@ -95,13 +85,13 @@ pub struct TaskGraph {
 }
 
 impl TaskGraph {
-    pub fn new(tasks: &[TaskInstance]) -> Self {
+    pub fn new<N: Node>(tasks: &[N]) -> Self {
         let mut graph = DiGraph::new();
         for index in 0..tasks.len() {
             graph.add_node(index);
         }
         for (index, task) in tasks.iter().enumerate() {
-            for &upstream in task.inputs.values() {
+            for upstream in task.upstream() {
                 graph.update_edge(NodeIndex::new(upstream), NodeIndex::new(index), ());
             }
         }

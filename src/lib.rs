@@ -7,7 +7,8 @@
 //! [`plan`] (cache keys, cached or why not) → [`scheduler`] (runs what is missing, emits
 //! [`events`]) → [`tasks`] (one file per kind) writing into the [`store`] →
 //! [`report`] (tables read from the cache). [`commands`] wires them for the CLI;
-//! [`model`] holds the tch transformer code the neural tasks use.
+//! [`model`] holds the tch transformer code the neural tasks use, and [`train`] the
+//! training engine they share (it knows nothing of tasks, the store or the scheduler).
 
 pub mod commands;
 pub mod events;
@@ -17,6 +18,7 @@ pub mod plan;
 pub mod report;
 pub mod reporter;
 pub mod scheduler;
+pub mod scoring;
 pub mod spec;
 pub mod store;
 pub mod tasks;

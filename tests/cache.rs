@@ -256,14 +256,21 @@ fn a_task_that_fails_while_writing_leaves_no_artifact_and_no_partial_file() {
 #[test]
 fn failures_do_not_stop_independent_branches() {
     let sandbox = Sandbox::new();
-    let body = EXPERIMENT.replace("alpha = 1.0", "alpha = -1.0");
+    // A file without the text column: only running the dataset task finds that out.
+    sandbox.write("broken.csv", "text,label\nfine,1\n");
+    let body = format!(
+        "{EXPERIMENT}\n[datasets.broken]\ntrain = \"broken.csv\"\neval = \"broken.csv\"\ntext_column = \"review\"\n\n\
+         [tasks.broken_tfidf]\nkind = \"tfidf\"\ninputs = {{ data = \"broken\" }}\n"
+    );
     sandbox.write("exp.toml", &body);
     let outcomes = sandbox.run("exp.toml");
-    let Outcome::Failed(error) = &outcomes["nb"] else {
+    let Outcome::Failed(error) = &outcomes["broken"] else {
         panic!("{outcomes:?}")
     };
-    assert!(error.contains("alpha must be a non-negative number"), "{error}");
+    assert!(error.contains("review"), "{error}");
+    assert!(matches!(outcomes["broken_tfidf"], Outcome::Skipped(_)), "{outcomes:?}");
     assert!(matches!(outcomes["logreg"], Outcome::Ran { .. }));
+    assert!(matches!(outcomes["nb"], Outcome::Ran { .. }));
 }
 
 #[test]

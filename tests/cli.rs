@@ -186,19 +186,15 @@ fn json_output_is_one_event_per_line() {
 #[test]
 fn a_failing_task_fails_the_run_but_not_independent_tasks() {
     let dir = sandbox();
-    std::fs::write(
-        dir.path().join("exp.toml"),
-        EXPERIMENT.replace("sweep.alpha = [0.5, 1.0]", "sweep.alpha = [-1.0, 1.0]"),
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("exp.toml"), with_a_failing_task()).unwrap();
     orchestrate(dir.path())
         .args(["run", "exp.toml"])
         .assert()
         .code(1)
         .stderr(predicate::str::contains(
-            "FAILED  nb[alpha=-1.0]: alpha must be a non-negative number",
+            "FAILED  sparse: min_df = 1000 documents is more than the",
         ))
-        .stderr(predicate::str::contains("4 ran, 0 cached, 1 failed"));
+        .stderr(predicate::str::contains("5 ran, 0 cached, 1 failed"));
 }
 
 #[test]
@@ -206,7 +202,7 @@ fn the_run_ends_with_each_failure_and_the_dependents_it_skipped() {
     let dir = sandbox();
     let broken = "\n[datasets.broken]\ntrain = \"broken.csv\"\neval = \"eval.csv\"\ntext_column = \"review\"\n\n\
                   [tasks.broken_tfidf]\nkind = \"tfidf\"\ninputs = { data = \"broken\" }\n";
-    std::fs::write(dir.path().join("exp.toml"), with_a_failing_member() + broken).unwrap();
+    std::fs::write(dir.path().join("exp.toml"), with_a_failing_task() + broken).unwrap();
     std::fs::write(dir.path().join("broken.csv"), "index,review,label\n1,fine,1\n2,,0\n").unwrap();
     orchestrate(dir.path())
         .args(["run", "exp.toml", "-q"])
@@ -217,15 +213,15 @@ fn the_run_ends_with_each_failure_and_the_dependents_it_skipped() {
             "broken.csv:3 (row 2): empty text in column `review` (1 dependent skipped)\n",
         ))
         .stderr(predicate::str::contains(
-            "  nb[alpha=-1.0]: alpha must be a non-negative number, got -1\n",
+            "  sparse: min_df = 1000 documents is more than the 40 training documents: no term can pass it\n",
         ));
 }
 
 #[test]
 fn fail_fast_starts_nothing_after_the_first_failure() {
     let dir = sandbox();
-    std::fs::write(dir.path().join("exp.toml"), with_a_failing_member()).unwrap();
-    // -j 1 runs data, tfidf, logreg, then nb[alpha=-1.0], which fails: nb[alpha=1.0] never starts.
+    std::fs::write(dir.path().join("exp.toml"), with_a_failing_task()).unwrap();
+    // -j 1 runs data, tfidf, logreg, then sparse, which fails: the nb members never start.
     orchestrate(dir.path())
         .args(["run", "exp.toml", "-j", "1", "--fail-fast"])
         .assert()
@@ -233,19 +229,21 @@ fn fail_fast_starts_nothing_after_the_first_failure() {
         .stderr(predicate::str::contains(
             "skipped  nb[alpha=1.0]: the run stopped at the first failure",
         ))
-        .stderr(predicate::str::contains("3 ran, 0 cached, 1 failed, 1 skipped"))
+        .stderr(predicate::str::contains("3 ran, 0 cached, 1 failed, 2 skipped"))
         .stderr(predicate::str::contains("running  nb[alpha=1.0]").not());
-    // Without it, the independent member runs.
+    // Without it, the independent tasks run.
     orchestrate(dir.path())
         .args(["run", "exp.toml", "-j", "1"])
         .assert()
         .code(1)
-        .stderr(predicate::str::contains("1 ran, 3 cached, 1 failed"));
+        .stderr(predicate::str::contains("2 ran, 3 cached, 1 failed"));
 }
 
-/// The experiment with `nb[alpha=-1.0]`, which fails (independent of its sibling).
-fn with_a_failing_member() -> String {
-    EXPERIMENT.replace("sweep.alpha = [0.5, 1.0]", "sweep.alpha = [-1.0, 1.0]")
+/// The experiment with `sparse`, a TF-IDF whose `min_df` only the data can show impossible
+/// (it fails when it runs, independent of the other tasks), declared before `nb`.
+fn with_a_failing_task() -> String {
+    let sparse = "[tasks.sparse]\nkind = \"tfidf\"\ninputs = { data = \"data\" }\nmin_df = 1000\n\n[tasks.nb]";
+    EXPERIMENT.replacen("[tasks.nb]", sparse, 1)
 }
 
 #[test]

@@ -173,17 +173,10 @@ fn head_tuning_trains_the_head_only_from_features_computed_once() {
 #[test]
 fn bad_input_fails_the_task_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let body = "[tasks.too_long]\nkind = \"tokenize\"\ninputs = \"data\"\nmax_len = 100\n\
-                [tasks.nothing_left]\nkind = \"tokenize\"\ninputs = \"data\"\nmax_len = 3\ndrop_longer = true\n\
+    let body = "[tasks.nothing_left]\nkind = \"tokenize\"\ninputs = \"data\"\nmax_len = 3\ndrop_longer = true\n\
                 [tasks.diverges]\nkind = \"finetune\"\ninputs = \"tokens\"\nlr = 1e12\nepochs = 1\n\
                 [tasks.fine]\nkind = \"features\"\ninputs = \"tokens\"\n";
     let run = run(dir.path(), "cache", body);
-    assert!(
-        run.error("too_long")
-            .contains("max_len = 100 is beyond the model's 64 positions"),
-        "{}",
-        run.error("too_long")
-    );
     assert!(
         run.error("nothing_left")
             .contains("the train split has no examples left"),
@@ -343,39 +336,40 @@ fn svd_sweeps_and_the_surgery_check_reuse_cached_checkpoints() {
 }
 
 #[test]
-fn adapter_mistakes_are_clear_errors() {
+fn adapter_mistakes_are_errors_before_anything_runs() {
+    // The spec error table (tests/spec_errors.rs) has each case with its span; here the
+    // experiment as a whole stops at plan time, before the tokenize task it would need.
     let dir = tempfile::tempdir().unwrap();
-    let body = "[tasks.distilbert_names]\nkind = \"lora\"\ninputs = \"tokens\"\ntarget_modules = [\"q_lin\"]\n\
-                [tasks.too_high]\nkind = \"lora\"\ninputs = \"tokens\"\nr = 100\n\
-                [tasks.bad_ff]\nkind = \"ia3\"\ninputs = \"tokens\"\nfeedforward_modules = [\"intermediate.dense\"]\n";
-    let run = run(dir.path(), "cache", body);
-    let unknown = run.error("distilbert_names");
-    assert!(
-        unknown.contains("\"q_lin\" matches no linear layer") && unknown.contains("attention.self.query"),
-        "{unknown}"
-    );
-    assert!(
-        run.error("too_high").contains("rank 100 is out of range"),
-        "{}",
-        run.error("too_high")
-    );
-    assert!(
-        run.error("bad_ff").contains("not among the IA3 target modules"),
-        "{}",
-        run.error("bad_ff")
-    );
-
-    let path = dir.path().join("alpha.toml");
-    std::fs::write(
-        &path,
-        experiment("[tasks.lora]\nkind = \"lora\"\ninputs = \"tokens\"\nlora_alpha = -2\n"),
-    )
-    .unwrap();
-    let error = spec::load(&path).unwrap_err().to_string();
-    assert!(
-        error.contains("lora_alpha must be positive") && error.contains("alpha.toml:"),
-        "{error}"
-    );
+    for (name, body, fragment) in [
+        (
+            "names.toml",
+            "[tasks.lora]\nkind = \"lora\"\ninputs = \"tokens\"\ntarget_modules = [\"q_lin\"]\n",
+            "matches no linear layer",
+        ),
+        (
+            "rank.toml",
+            "[tasks.lora]\nkind = \"lora\"\ninputs = \"tokens\"\nr = 100\n",
+            "r = 100 is beyond the rank of",
+        ),
+        (
+            "ff.toml",
+            "[tasks.ia3]\nkind = \"ia3\"\ninputs = \"tokens\"\nfeedforward_modules = [\"intermediate.dense\"]\n",
+            "not among the IA3 target modules",
+        ),
+        (
+            "alpha.toml",
+            "[tasks.lora]\nkind = \"lora\"\ninputs = \"tokens\"\nlora_alpha = -2\n",
+            "lora_alpha must be positive",
+        ),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, experiment(body)).unwrap();
+        let error = spec::load(&path).unwrap_err().to_string();
+        assert!(
+            error.contains(fragment) && error.contains(&format!("{name}:")),
+            "{error}"
+        );
+    }
 }
 
 #[test]

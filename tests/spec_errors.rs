@@ -49,13 +49,303 @@ const CASES: &[Case] = &[
     ("default of the wrong type", "[defaults]\nmax_iter = \"x\"\n[tasks.f]\nkind = \"tfidf\"\ninputs = \"imdb\"\n[tasks.lr]\nkind = \"logreg\"\ninputs = \"f\"\n", 8, 1, Some("tasks.lr.max_iter"), "invalid type: string \"x\""),
     ("group_by_length neither a bool nor \"shuffled\"", "[tasks.t]\nkind = \"tokenize\"\ninputs = \"imdb\"\nmodel = \"m\"\n[tasks.ft]\nkind = \"finetune\"\ninputs = \"t\"\nmodel = \"m\"\ngroup_by_length = \"sorted\"\n", 15, 1, Some("tasks.ft.group_by_length"), "expected true, false or \"shuffled\""),
     ("invalid task name", "[tasks.\"a[b]\"]\nkind = \"tfidf\"\n", 7, 8, Some("tasks.a[b]"), "invalid task name"),
+    // Values serde accepts but the kind cannot use (`Task::validate`).
+    ("n-gram range upside down", "[tasks.f]\nkind = \"tfidf\"\ninputs = \"imdb\"\nngram_range = [2, 1]\n", 10, 1, Some("tasks.f.ngram_range"), "1 <= min <= max"),
+    ("n-grams from 0", "[tasks.f]\nkind = \"tfidf\"\ninputs = \"imdb\"\nngram_range = [0, 1]\n", 10, 1, Some("tasks.f.ngram_range"), "1 <= min <= max"),
+    ("max_df of 0", "[tasks.f]\nkind = \"tfidf\"\ninputs = \"imdb\"\nmax_df = 0.0\n", 10, 1, Some("tasks.f.max_df"), "max_df must be a fraction in (0, 1]"),
+    ("max_df above 1", "[tasks.f]\nkind = \"tfidf\"\ninputs = \"imdb\"\nmax_df = 1.5\n", 10, 1, Some("tasks.f.max_df"), "max_df must be a fraction in (0, 1]"),
+    ("negative min_df", "[tasks.f]\nkind = \"tfidf\"\ninputs = \"imdb\"\nmin_df = -1.0\n", 10, 1, Some("tasks.f.min_df"), "min_df must be zero or more"),
+    ("c of 0", "[tasks.f]\nkind = \"tfidf\"\ninputs = \"imdb\"\n[tasks.lr]\nkind = \"logreg\"\ninputs = \"f\"\nc = 0.0\n", 13, 1, Some("tasks.lr.c"), "c must be a positive number, got 0"),
+    ("negative tol", "[tasks.f]\nkind = \"tfidf\"\ninputs = \"imdb\"\n[tasks.lr]\nkind = \"logreg\"\ninputs = \"f\"\ntol = -1e-4\n", 13, 1, Some("tasks.lr.tol"), "tol must be a positive number"),
+    ("max_iter of 0", "[tasks.f]\nkind = \"tfidf\"\ninputs = \"imdb\"\n[tasks.lr]\nkind = \"logreg\"\ninputs = \"f\"\nmax_iter = 0\n", 13, 1, Some("tasks.lr.max_iter"), "nonzero"),
+    ("negative alpha", "[tasks.f]\nkind = \"tfidf\"\ninputs = \"imdb\"\n[tasks.nb]\nkind = \"naive_bayes\"\ninputs = \"f\"\nalpha = -1.0\n", 13, 1, Some("tasks.nb.alpha"), "alpha must be zero or more, got -1"),
+    ("negative swept alpha", "[tasks.f]\nkind = \"tfidf\"\ninputs = \"imdb\"\n[tasks.nb]\nkind = \"naive_bayes\"\ninputs = \"f\"\nsweep.alpha = [1.0, -1.0]\n", 13, 7, Some("tasks.nb.alpha"), "alpha must be zero or more, got -1"),
 ];
 
-#[test]
-fn each_error_class_names_file_line_column_and_key() {
+/// The head of the cases that need a model: tiny-bert (hidden 32, 64 positions, BERT's layer
+/// names) and a `tokens` task on it; bodies start on line 14.
+const MODEL_HEAD: &str = concat!(
+    "[experiment]\nname = \"t\"\n\n[defaults]\nmodel = \"",
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/models/tiny-bert\"\n\n[datasets.imdb]\ntrain = \"train.csv\"\neval = \"eval.csv\"\n\
+     [tasks.tokens]\nkind = \"tokenize\"\ninputs = \"imdb\"\nmax_len = 32\n"
+);
+
+/// A `finetune` on the tokens, then one more key: `finetune(key)` puts `key` on line 17.
+macro_rules! finetune {
+    ($key:literal) => {
+        concat!("[tasks.ft]\nkind = \"finetune\"\ninputs = \"tokens\"\n", $key, "\n")
+    };
+}
+
+/// A LoRA training on the tokens with one more key, on line 17.
+macro_rules! lora {
+    ($key:literal) => {
+        concat!("[tasks.lora]\nkind = \"lora\"\ninputs = \"tokens\"\n", $key, "\n")
+    };
+}
+
+/// An SVD approximation of a fine-tuned model in a head-tuned one; `rank` on line 24.
+macro_rules! svd {
+    ($rank:literal) => {
+        concat!(
+            "[tasks.ft]\nkind = \"finetune\"\ninputs = \"tokens\"\n[tasks.ht]\nkind = \"headtune\"\ninputs = \"tokens\"\n\
+             [tasks.svd]\nkind = \"svd_approx\"\ninputs = { tokens = \"tokens\", finetuned = \"ft\", headtuned = \"ht\" }\n\
+             variant = \"weights\"\nrank = ",
+            $rank,
+            "\n"
+        )
+    };
+}
+
+const MODEL_CASES: &[Case] = &[
+    (
+        "batch_size 0",
+        finetune!("batch_size = 0"),
+        17,
+        1,
+        Some("tasks.ft.batch_size"),
+        "nonzero",
+    ),
+    (
+        "epochs 0",
+        finetune!("epochs = 0"),
+        17,
+        1,
+        Some("tasks.ft.epochs"),
+        "nonzero",
+    ),
+    (
+        "negative epochs",
+        finetune!("epochs = -3"),
+        17,
+        1,
+        Some("tasks.ft.epochs"),
+        "invalid value: integer `-3`",
+    ),
+    (
+        "eval_batch_size 0",
+        finetune!("eval_batch_size = 0"),
+        17,
+        1,
+        Some("tasks.ft.eval_batch_size"),
+        "nonzero",
+    ),
+    (
+        "logging_steps 0",
+        finetune!("logging_steps = 0"),
+        17,
+        1,
+        Some("tasks.ft.logging_steps"),
+        "nonzero",
+    ),
+    (
+        "lr 0",
+        finetune!("lr = 0.0"),
+        17,
+        1,
+        Some("tasks.ft.lr"),
+        "lr must be a positive number, got 0",
+    ),
+    (
+        "negative lr",
+        finetune!("lr = -5e-5"),
+        17,
+        1,
+        Some("tasks.ft.lr"),
+        "lr must be a positive number",
+    ),
+    (
+        "infinite lr",
+        finetune!("lr = inf"),
+        17,
+        1,
+        Some("tasks.ft.lr"),
+        "lr must be a finite number, got inf",
+    ),
+    (
+        "NaN weight decay",
+        finetune!("weight_decay = nan"),
+        17,
+        1,
+        Some("tasks.ft.weight_decay"),
+        "weight_decay must be a finite number, got nan",
+    ),
+    (
+        "negative weight decay",
+        finetune!("weight_decay = -0.01"),
+        17,
+        1,
+        Some("tasks.ft.weight_decay"),
+        "weight_decay must be zero or more",
+    ),
+    (
+        "warmup ratio 1",
+        finetune!("warmup_ratio = 1.0"),
+        17,
+        1,
+        Some("tasks.ft.warmup_ratio"),
+        "warmup_ratio must be in [0, 1)",
+    ),
+    (
+        "negative clipping",
+        finetune!("max_grad_norm = -1.0"),
+        17,
+        1,
+        Some("tasks.ft.max_grad_norm"),
+        "max_grad_norm must be zero or more",
+    ),
+    (
+        "beta1 of 1",
+        finetune!("adam_beta1 = 1.0"),
+        17,
+        1,
+        Some("tasks.ft.adam_beta1"),
+        "adam_beta1 must be in [0, 1)",
+    ),
+    (
+        "negative beta2",
+        finetune!("adam_beta2 = -0.9"),
+        17,
+        1,
+        Some("tasks.ft.adam_beta2"),
+        "adam_beta2 must be in [0, 1)",
+    ),
+    (
+        "epsilon 0",
+        finetune!("adam_epsilon = 0.0"),
+        17,
+        1,
+        Some("tasks.ft.adam_epsilon"),
+        "adam_epsilon must be a positive number",
+    ),
+    (
+        "threads 0",
+        finetune!("threads = 0"),
+        17,
+        1,
+        Some("tasks.ft.threads"),
+        "threads must be at least 1",
+    ),
+    (
+        "LoRA rank 0",
+        lora!("r = 0"),
+        17,
+        1,
+        Some("tasks.lora.r"),
+        "r must be at least 1",
+    ),
+    (
+        "LoRA rank beyond the layer",
+        lora!("r = 33"),
+        17,
+        1,
+        Some("tasks.lora.r"),
+        "r = 33 is beyond the rank of bert.encoder.layer.0.attention.self.query (32 x 32): at most 32",
+    ),
+    (
+        "LoRA dropout 1",
+        lora!("lora_dropout = 1.0"),
+        17,
+        1,
+        Some("tasks.lora.lora_dropout"),
+        "lora_dropout must be in [0, 1)",
+    ),
+    (
+        "negative LoRA dropout",
+        lora!("lora_dropout = -0.1"),
+        17,
+        1,
+        Some("tasks.lora.lora_dropout"),
+        "lora_dropout must be in [0, 1)",
+    ),
+    (
+        "LoRA alpha 0",
+        lora!("lora_alpha = 0"),
+        17,
+        1,
+        Some("tasks.lora.lora_alpha"),
+        "lora_alpha must be positive",
+    ),
+    (
+        "LoRA target of another architecture",
+        lora!("target_modules = [\"q_lin\"]"),
+        17,
+        1,
+        Some("tasks.lora.target_modules"),
+        "`q_lin` matches no linear layer of this bert model",
+    ),
+    (
+        "IA3 feed-forward module outside the targets",
+        "[tasks.ia3]\nkind = \"ia3\"\ninputs = \"tokens\"\nfeedforward_modules = [\"intermediate.dense\"]\n",
+        17,
+        1,
+        Some("tasks.ia3.feedforward_modules"),
+        "\"intermediate.dense\" is not among the IA3 target modules",
+    ),
+    (
+        "IA3 unknown target",
+        "[tasks.ia3]\nkind = \"ia3\"\ninputs = \"tokens\"\ntarget_modules = [\"k_lin\"]\n",
+        17,
+        1,
+        Some("tasks.ia3.target_modules"),
+        "`k_lin` matches no linear layer",
+    ),
+    (
+        "max_len beyond the positions",
+        "[tasks.long]\nkind = \"tokenize\"\ninputs = \"imdb\"\nmax_len = 100\n",
+        17,
+        1,
+        Some("tasks.long.max_len"),
+        "max_len = 100 is beyond the model's 64 positions",
+    ),
+    (
+        "max_len without room for [CLS] and [SEP]",
+        "[tasks.short]\nkind = \"tokenize\"\ninputs = \"imdb\"\nmax_len = 1\n",
+        17,
+        1,
+        Some("tasks.short.max_len"),
+        "room for [CLS] and [SEP]",
+    ),
+    (
+        "unknown split",
+        "[tasks.e]\nkind = \"evaluate\"\ninputs = { tokens = \"tokens\" }\nsplit = \"test\"\n",
+        17,
+        1,
+        Some("tasks.e.split"),
+        "unknown variant `test`, expected `eval` or `train`",
+    ),
+    (
+        "evaluation batch 0",
+        "[tasks.e]\nkind = \"evaluate\"\ninputs = { tokens = \"tokens\" }\nbatch_size = 0\n",
+        17,
+        1,
+        Some("tasks.e.batch_size"),
+        "nonzero",
+    ),
+    (
+        "SVD rank 0",
+        svd!("0"),
+        24,
+        1,
+        Some("tasks.svd.rank"),
+        "rank must be at least 1",
+    ),
+    (
+        "SVD rank beyond the layer",
+        svd!("33"),
+        24,
+        1,
+        Some("tasks.svd.rank"),
+        "rank = 33 is beyond the rank of",
+    ),
+];
+
+/// Loads each case's experiment (`head` + body) and checks the error's place, key and text.
+fn check_cases(head: &str, cases: &[Case]) {
     let dir = tempfile::tempdir().unwrap();
-    for (case, body, line, col, key, fragment) in CASES {
-        let path = write(&dir, "exp.toml", &format!("{HEAD}{body}"));
+    for (case, body, line, col, key, fragment) in cases {
+        let path = write(&dir, "exp.toml", &format!("{head}{body}"));
         let err = spec::load(&path).expect_err(case);
         assert_eq!(err.line_col(), Some((*line, *col)), "{case}: {err}");
         assert_eq!(err.key.as_deref(), *key, "{case}: {err}");
@@ -71,6 +361,19 @@ fn each_error_class_names_file_line_column_and_key() {
         );
         assert!(shown.contains('^'), "{case}: the rendering points at the span\n{shown}");
     }
+}
+
+#[test]
+fn values_a_kind_cannot_use_name_file_line_column_and_key() {
+    check_cases(MODEL_HEAD, MODEL_CASES);
+    // The head alone is valid: each case fails for its own line only.
+    let dir = tempfile::tempdir().unwrap();
+    spec::load(&write(&dir, "exp.toml", MODEL_HEAD)).unwrap();
+}
+
+#[test]
+fn each_error_class_names_file_line_column_and_key() {
+    check_cases(HEAD, CASES);
 }
 
 #[test]

@@ -18,7 +18,8 @@ use tch::Tensor;
 
 use super::error::{ModelError, Result};
 use super::layers::{Dropout, Linear, LinearLayer, LinearSlot};
-use super::surgery::{self, matches_any};
+use super::surgery;
+use super::targets::{default_ia3_targets, matches_any};
 use super::tree::ModuleNode;
 use super::LoadedModel;
 
@@ -87,30 +88,6 @@ impl Ia3Spec {
             self.feedforward_modules.clone().unwrap_or(default_feedforward),
         )
     }
-}
-
-/// LoRA's target modules: `given`, else PEFT's default for the model type (q and v).
-pub fn lora_targets(given: Option<&[String]>, model_type: &str) -> Vec<String> {
-    given.map_or_else(|| default_lora_targets(model_type), <[String]>::to_vec)
-}
-
-/// PEFT's default target modules per model type.
-fn default_lora_targets(model_type: &str) -> Vec<String> {
-    let names: &[&str] = match model_type {
-        "distilbert" => &["q_lin", "v_lin"],
-        _ => &["query", "value"],
-    };
-    names.iter().map(|s| s.to_string()).collect()
-}
-
-/// PEFT's IA3 defaults per model type: (target modules, feed-forward modules).
-fn default_ia3_targets(model_type: &str) -> (Vec<String>, Vec<String>) {
-    let (targets, feedforward): (&[&str], &[&str]) = match model_type {
-        "distilbert" => (&["k_lin", "v_lin", "lin2"], &["lin2"]),
-        _ => (&["key", "value", "output.dense"], &["output.dense"]),
-    };
-    let owned = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
-    (owned(targets), owned(feedforward))
 }
 
 /// `torch.nn.Linear` plus a LoRA update (`peft.tuners.lora.Linear`).

@@ -30,6 +30,7 @@ pub mod inspect;
 pub mod layers;
 pub mod params;
 pub mod surgery;
+pub mod targets;
 pub mod tokenizer;
 pub mod tree;
 
@@ -45,6 +46,7 @@ pub use error::{ModelError, Result};
 pub use hub::ModelSource;
 pub use layers::{Linear, LinearLayer, LinearSlot};
 pub use params::{Method, ParamCounts};
+pub use targets::{linear_layers, LinearShape};
 pub use tokenizer::ModelTokenizer;
 pub use tree::ModuleNode;
 

@@ -1,57 +1,18 @@
-//! Layer surgery: pick linear layers by name, read and overwrite their weights, re-initialise
-//! them, and build truncated-SVD (rank-r) approximations of weight matrices.
-//!
-//! Target patterns follow PEFT's `target_modules`: a plain name matches a layer whose full
-//! HF module name equals it or ends with `.name` (`q_lin`, `attention.self.query`); a
-//! pattern with `*` or `?` is a glob over the full name (`*.layer.[0-2].attention.q_lin`,
-//! `*.attention.self.query`). Every pattern must match something: a typo fails with the list
-//! of layer names the model has.
+//! Layer surgery: pick linear layers by name ([`super::targets`]' patterns), read and
+//! overwrite their weights, re-initialise them, and build truncated-SVD (rank-r)
+//! approximations of weight matrices.
 
-use globset::{Glob, GlobMatcher};
 use tch::{Kind, Tensor};
 
 use super::error::{ModelError, Result};
 use super::layers::Linear;
+use super::targets::{self, Pattern};
 use super::LoadedModel;
-
-/// One `target_modules` entry, compiled.
-enum Pattern {
-    Suffix(String),
-    Glob(GlobMatcher),
-}
-
-impl Pattern {
-    fn new(pattern: &str) -> Result<Pattern> {
-        if pattern.contains(['*', '?', '[']) {
-            let glob = Glob::new(pattern).map_err(|e| ModelError::Surgery {
-                message: format!("invalid module pattern {pattern:?}: {e}"),
-            })?;
-            Ok(Pattern::Glob(glob.compile_matcher()))
-        } else {
-            Ok(Pattern::Suffix(pattern.to_string()))
-        }
-    }
-
-    fn matches(&self, name: &str) -> bool {
-        match self {
-            Pattern::Suffix(s) => name == s || name.strip_suffix(s.as_str()).is_some_and(|head| head.ends_with('.')),
-            Pattern::Glob(g) => g.is_match(name),
-        }
-    }
-}
-
-/// Whether any of `patterns` names the module `name` (no validation; see [`select`]).
-pub fn matches_any(patterns: &[String], name: &str) -> bool {
-    patterns
-        .iter()
-        .filter_map(|p| Pattern::new(p).ok())
-        .any(|p| p.matches(name))
-}
 
 /// [`select`] over `targets`, or over the model type's query and value layers (the lab's
 /// and LoRA's default) when none are given.
 pub fn select_targets(model: &mut LoadedModel, targets: Option<&[String]>) -> Result<Vec<String>> {
-    let patterns = super::adapters::lora_targets(targets, model.config.model_type());
+    let patterns = targets::lora_targets(targets, model.config.model_type());
     select(model, &patterns)
 }
 
@@ -72,7 +33,7 @@ pub fn select(model: &mut LoadedModel, patterns: &[String]) -> Result<Vec<String
             return Err(ModelError::UnknownTarget {
                 pattern: pattern.clone(),
                 model_class: model.model_class(),
-                available: module_kinds(&names).join(", "),
+                available: targets::module_kinds(&names).join(", "),
             });
         }
         selected.extend(hits.into_iter().cloned());
@@ -80,25 +41,6 @@ pub fn select(model: &mut LoadedModel, patterns: &[String]) -> Result<Vec<String
     selected.sort_by_key(|n| names.iter().position(|m| m == n));
     selected.dedup();
     Ok(selected)
-}
-
-/// Distinct layer names with the layer index removed (`attention.q_lin`, `ffn.lin1`,
-/// `pre_classifier`): what a user types as a target.
-fn module_kinds(names: &[String]) -> Vec<String> {
-    let mut kinds: Vec<String> = Vec::new();
-    for name in names {
-        let short = match name.find(".layer.") {
-            Some(at) => {
-                let rest = &name[at + ".layer.".len()..];
-                rest.split_once('.').map_or(rest, |(_, tail)| tail).to_string()
-            }
-            None => name.clone(),
-        };
-        if !kinds.contains(&short) {
-            kinds.push(short);
-        }
-    }
-    kinds
 }
 
 /// The plain [`Linear`] behind `name` (an adapter-wrapped layer is refused).
@@ -207,7 +149,7 @@ mod tests {
         assert!(g.matches("bert.encoder.layer.5.attention.self.query"));
         assert!(!g.matches("bert.encoder.layer.5.attention.self.key"));
         assert_eq!(
-            module_kinds(&[
+            targets::module_kinds(&[
                 "a.layer.0.attention.q_lin".into(),
                 "a.layer.1.attention.q_lin".into(),
                 "classifier".into()

@@ -24,8 +24,7 @@ use crate::graph::TaskGraph;
 use crate::plan::{Plan, Status};
 use crate::spec::executor::ExecutorKind;
 use crate::store::{LockHolder, Lookup, Provenance, Store, TaskRef};
-use crate::tasks::{Context, InputArtifact, Metrics};
-use crate::train::resume::{ResumeNotice, ResumeSlot};
+use crate::tasks::{Context, InputArtifact, Metrics, ResumeNotice, ResumeStates};
 
 pub struct Options<'a> {
     pub jobs: usize,
@@ -293,7 +292,7 @@ pub fn execute(
             inputs,
             progress: &progress,
             cancel,
-            resume: Some(ResumeSlot {
+            resume: Some(ResumeStates {
                 store,
                 key: &entry.key,
                 parts: &parts,

@@ -1,7 +1,7 @@
 //! Experiment files: TOML → validated, expanded task instances.
 //!
 //! Phases, one entry function each: [`raw::read_str`] parses the file and its includes into
-//! declarations (every key keeps its span); [`crate::graph::order_declarations`] orders
+//! declarations (every key keeps its span); [`order_declarations`] orders
 //! them and rejects cycles; [`expand`] applies defaults, expands sweeps (a grid over the
 //! task's `sweep` table, and one instance per member of a swept input) and resolves each
 //! instance's parameters through its kind, so type errors point at the key that caused them.
@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 
 use self::error::{Location, SpecError};
 use self::raw::{Declaration, Located, RawExperiment, SweepValues};
-use crate::tasks::DynTask;
+use crate::model::ModelConfig;
+use crate::tasks::{DynTask, ParamError, ValidateContext};
 
 /// A loaded experiment: task instances in a deterministic topological order.
 #[derive(Debug)]
@@ -47,6 +48,12 @@ pub struct TaskInstance {
     pub location: Location,
 }
 
+impl crate::graph::Node for TaskInstance {
+    fn upstream(&self) -> impl Iterator<Item = usize> + '_ {
+        self.inputs.values().copied()
+    }
+}
+
 impl Experiment {
     pub fn find(&self, name: &str) -> Option<usize> {
         self.tasks.iter().position(|t| t.name == name)
@@ -62,7 +69,7 @@ pub fn load(path: &Path) -> Result<Experiment, SpecError> {
 /// relative paths (includes and data files are still read from disk).
 pub fn load_str(path: &Path, text: &str) -> Result<Experiment, SpecError> {
     let raw = raw::read_str(path, text.to_string())?;
-    let order = crate::graph::order_declarations(&raw.declarations)?;
+    let order = order_declarations(&raw.declarations)?;
     let tasks = expand(&raw, &order)?;
     let name = raw.name.clone().unwrap_or_else(|| {
         path.file_stem()
@@ -78,11 +85,42 @@ pub fn load_str(path: &Path, text: &str) -> Result<Experiment, SpecError> {
     })
 }
 
+/// Orders declarations so each comes after the tasks it reads; ties keep file order, so the
+/// order is deterministic. A reference to an unknown name is left for expansion to report.
+fn order_declarations(declarations: &[Declaration]) -> Result<Vec<usize>, SpecError> {
+    let upstream: Vec<Vec<usize>> = declarations
+        .iter()
+        .map(|declaration| {
+            declaration
+                .inputs
+                .iter()
+                .filter_map(|(_, target)| {
+                    let base = target.value.split('[').next().unwrap_or_default();
+                    declarations.iter().position(|d| d.name.value == base)
+                })
+                .collect()
+        })
+        .collect();
+    crate::graph::order(&upstream).map_err(|cycle| {
+        let names: Vec<&str> = cycle.iter().map(|&i| declarations[i].name.value.as_str()).collect();
+        let first = &declarations[cycle[0]];
+        let mut path = names.clone();
+        path.push(names[0]);
+        SpecError::at(
+            &first.name.location,
+            Some(format!("tasks.{}.inputs", first.name.value)),
+            format!("dependency cycle: {}", path.join(" -> ")),
+        )
+        .note("a task cannot (even indirectly) read its own output")
+    })
+}
+
 /// Expands declarations (given in topological order) into instances.
 fn expand(raw: &RawExperiment, order: &[usize]) -> Result<Vec<TaskInstance>, SpecError> {
     let mut instances: Vec<TaskInstance> = Vec::new();
     // Declared name → indices of its instances.
     let mut members: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    let mut models = ModelConfigs::default();
     for &index in order {
         let declaration = &raw.declarations[index];
         let upstream_choices = input_choices(declaration, &instances, &members)?;
@@ -102,8 +140,20 @@ fn expand(raw: &RawExperiment, order: &[usize]) -> Result<Vec<TaskInstance>, Spe
                     }
                     table.insert(param.value.clone(), ((*value).clone(), param.location.clone()));
                 }
+                let locations: BTreeMap<String, Location> =
+                    table.iter().map(|(k, (_, l))| (k.clone(), l.clone())).collect();
+                let instance = resolve_instance(declaration, table, inputs.clone(), labels)?;
+                let model = models.for_task(&instance.params, &instance.base_dir, &inputs, &instances);
+                let cx = ValidateContext {
+                    base_dir: &instance.base_dir,
+                    model: model.as_deref(),
+                };
+                instance
+                    .kind
+                    .validate(&instance.params, &cx)
+                    .map_err(|err| param_error(declaration, &locations, err))?;
                 created.push(instances.len());
-                instances.push(resolve_instance(declaration, table, inputs.clone(), labels)?);
+                instances.push(instance);
             }
         }
         members.insert(&declaration.name.value, created);
@@ -253,19 +303,8 @@ fn model_hidden_size(
     let own = base_table(raw, declaration)
         .get("model")
         .and_then(|(value, _)| value.as_str().map(|m| (m.to_string(), declaration.base_dir.clone())));
-    let mut queue: std::collections::VecDeque<usize> = inputs.values().copied().collect();
-    let mut found = own;
-    while found.is_none() {
-        let Some(index) = queue.pop_front() else { break };
-        let upstream = &instances[index];
-        found = upstream
-            .params
-            .get("model")
-            .and_then(|m| m.as_str())
-            .map(|m| (m.to_string(), upstream.base_dir.clone()));
-        queue.extend(upstream.inputs.values().copied());
-    }
-    let (model, base_dir) = found.ok_or("neither the task nor its inputs set `model`")?;
+    let (model, base_dir) =
+        nearest_model(own, inputs, instances).ok_or("neither the task nor its inputs set `model`")?;
     let folder = crate::tasks::tokenize::model_path(&base_dir, &model).map_err(|e| format!("{e:#}"))?;
     let config = if folder.is_file() {
         folder
@@ -275,6 +314,27 @@ fn model_hidden_size(
     crate::model::ModelConfig::from_file(&config)
         .map(|c| c.hidden_size())
         .map_err(|e| e.to_string())
+}
+
+/// `own` (a task's `model` and its base directory), else the `model` of the nearest
+/// upstream task, breadth first.
+fn nearest_model(
+    own: Option<(String, PathBuf)>,
+    inputs: &BTreeMap<String, usize>,
+    instances: &[TaskInstance],
+) -> Option<(String, PathBuf)> {
+    let mut queue: std::collections::VecDeque<usize> = inputs.values().copied().collect();
+    let mut found = own;
+    while found.is_none() {
+        let upstream = &instances[queue.pop_front()?];
+        found = upstream
+            .params
+            .get("model")
+            .and_then(|m| m.as_str())
+            .map(|m| (m.to_string(), upstream.base_dir.clone()));
+        queue.extend(upstream.inputs.values().copied());
+    }
+    found
 }
 
 /// The cartesian product of a sweep table, in file order.
@@ -327,26 +387,10 @@ fn resolve_instance(
     let task = &declaration.name.value;
     let locations: BTreeMap<String, Location> = table.iter().map(|(k, (_, l))| (k.clone(), l.clone())).collect();
     let values: toml::Table = table.into_iter().map(|(k, (v, _))| (k, v)).collect();
-    let params = declaration.kind.resolve(values).map_err(|err| {
-        let location = err
-            .key
-            .as_ref()
-            .and_then(|k| locations.get(k))
-            .unwrap_or(&declaration.name.location);
-        let key = err
-            .key
-            .as_ref()
-            .map_or_else(|| format!("tasks.{task}"), |k| format!("tasks.{task}.{k}"));
-        SpecError::at(
-            location,
-            Some(key),
-            format!(
-                "invalid parameters for `{task}` ({}): {}",
-                declaration.kind.kind(),
-                err.message
-            ),
-        )
-    })?;
+    let params = declaration
+        .kind
+        .resolve(values)
+        .map_err(|err| param_error(declaration, &locations, err))?;
     Ok(TaskInstance {
         name: member_name(task, &labels),
         group: task.clone(),
@@ -357,6 +401,66 @@ fn resolve_instance(
         base_dir: declaration.base_dir.clone(),
         location: declaration.name.location.clone(),
     })
+}
+
+/// A parameter error of `declaration`, pointing at the key (or the task) it is about.
+fn param_error(declaration: &Declaration, locations: &BTreeMap<String, Location>, err: ParamError) -> SpecError {
+    let task = &declaration.name.value;
+    let location = err
+        .key
+        .as_ref()
+        .and_then(|k| locations.get(k))
+        .unwrap_or(&declaration.name.location);
+    let key = err
+        .key
+        .as_ref()
+        .map_or_else(|| format!("tasks.{task}"), |k| format!("tasks.{task}.{k}"));
+    SpecError::at(
+        location,
+        Some(key),
+        format!(
+            "invalid parameters for `{task}` ({}): {}",
+            declaration.kind.kind(),
+            err.message
+        ),
+    )
+}
+
+/// Model configs read for validation, by the folder they came from (each read once).
+#[derive(Default)]
+struct ModelConfigs {
+    read: BTreeMap<PathBuf, Option<std::rc::Rc<ModelConfig>>>,
+}
+
+impl ModelConfigs {
+    /// The config of the model a task works with: its own `model` parameter, else the
+    /// nearest upstream task's; `None` when there is none or it cannot be read here (the task
+    /// then reports the problem when it runs).
+    fn for_task(
+        &mut self,
+        params: &serde_json::Value,
+        base_dir: &Path,
+        inputs: &BTreeMap<String, usize>,
+        instances: &[TaskInstance],
+    ) -> Option<std::rc::Rc<ModelConfig>> {
+        let own = params
+            .get("model")
+            .and_then(|m| m.as_str())
+            .map(|m| (m.to_string(), base_dir.to_path_buf()));
+        let (model, base_dir) = nearest_model(own, inputs, instances)?;
+        let folder = crate::tasks::tokenize::model_path(&base_dir, &model).ok()?;
+        self.read
+            .entry(folder.clone())
+            .or_insert_with(|| {
+                let config = if folder.is_file() {
+                    folder
+                } else {
+                    folder.join("config.json")
+                };
+                ModelConfig::from_file(&config).ok().map(std::rc::Rc::new)
+            })
+            .clone()
+    }
 }
 
 /// A sweep member's name: `logreg[c=0.5,max_iter=100]`, or the declared name alone.

@@ -6,9 +6,11 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
 
 use super::tokenize::{self, model_files, model_path};
-use super::{Context, Metrics, Slot, Task};
+use super::training;
+use super::{Context, Metrics, ParamError, Slot, Task, ValidateContext};
 use crate::model::Pooling;
 use crate::train::{self, TokenExamples};
 
@@ -19,20 +21,24 @@ inference_params! {
         /// The pretrained model, used when no `model` input is wired.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub model: Option<String>,
-        /// `"eval"` or `"train"`.
-        #[serde(default = "default_split")]
-        pub split: String,
+        #[serde(default)]
+        pub split: Split,
         /// Pooling of a pretrained model (a checkpoint keeps the one it was trained with).
         #[serde(default)]
         pub pooling: Pooling,
         /// Seed of the fresh head's initialisation.
-        #[serde(default = "train::defaults::seed")]
+        #[serde(default = "crate::tasks::training::defaults::seed")]
         pub seed: u64,
     }
 }
 
-fn default_split() -> String {
-    "eval".into()
+/// The split of the `tokens` input to evaluate on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    #[default]
+    Eval,
+    Train,
 }
 
 impl Task for Evaluate {
@@ -59,34 +65,37 @@ impl Task for Evaluate {
         true
     }
 
+    fn validate(params: &Params, _cx: &ValidateContext) -> Result<(), ParamError> {
+        params.validate_common()
+    }
+
     fn run(params: &Params, ctx: &Context) -> Result<Metrics> {
         let _torch = train::exclusive_torch();
         let tokens = tokenize::load(&ctx.input("tokens")?.dir)?;
-        let examples = match params.split.as_str() {
-            "eval" => &tokens.eval,
-            "train" => &tokens.train,
-            other => bail!("split must be \"eval\" or \"train\", got {other:?}"),
+        let examples = match params.split {
+            Split::Eval => &tokens.eval,
+            Split::Train => &tokens.train,
         };
         let (path, pooling, method, origin) = match (ctx.inputs.get("model"), &params.model) {
             // A wired checkpoint wins over a `model` parameter (which `[defaults]` may set).
             (Some(trained), _) => {
-                let info = train::checkpoint_info(&trained.dir)?;
+                let info = training::checkpoint_info(&trained.dir)?;
                 (
-                    trained.dir.join(train::CHECKPOINT_DIR),
+                    trained.dir.join(training::CHECKPOINT_DIR),
                     info.pooling,
                     format!("{} (evaluated)", info.method),
-                    train::Origin::Trained,
+                    training::Origin::Trained,
                 )
             }
             (None, Some(model)) => (
                 model_path(&ctx.base_dir, model)?,
                 params.pooling,
                 "zero-shot".to_string(),
-                train::Origin::Pretrained,
+                training::Origin::Pretrained,
             ),
             (None, None) => bail!("set the `model` parameter or wire a `model` input"),
         };
-        let mut model = train::load_model(
+        let mut model = training::load_model(
             &path,
             origin,
             tokens.shape.n_classes,
@@ -99,7 +108,14 @@ impl Task for Evaluate {
             examples,
             pad_id: tokens.shape.pad_id,
         };
-        let evaluation = train::evaluate(ctx, &model, &data, params.batch_size, pooling, tokens.shape.n_classes)?;
+        let evaluation = train::evaluate(
+            &ctx.hooks(),
+            &model,
+            &data,
+            params.batch_size.get(),
+            pooling,
+            tokens.shape.n_classes,
+        )?;
         let mut metrics = Metrics {
             method: Some(method),
             accuracy: Some(evaluation.accuracy),

@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use super::tokenize::{self, model_files, model_path};
-use super::{Context, Metrics, Slot, Task};
+use super::training;
+use super::{Context, Metrics, ParamError, Slot, Task, ValidateContext};
 use crate::model::Pooling;
 use crate::train::{self, Examples, FeatureExamples, Inputs, TokenExamples};
 
@@ -53,13 +54,17 @@ impl Task for Features {
         model_files(base_dir, &params.model)
     }
 
+    fn validate(params: &Params, _cx: &ValidateContext) -> Result<(), ParamError> {
+        params.validate_common()
+    }
+
     fn run(params: &Params, ctx: &Context) -> Result<Metrics> {
         let _torch = train::exclusive_torch();
         let tokens = tokenize::load(&ctx.input("tokens")?.dir)?;
         let path = model_path(&ctx.base_dir, &params.model)?;
-        let mut model = train::load_model(
+        let mut model = training::load_model(
             &path,
-            train::Origin::Pretrained,
+            training::Origin::Pretrained,
             tokens.shape.n_classes,
             0,
             params.device,
@@ -78,7 +83,7 @@ impl Task for Features {
             let mut order: Vec<usize> = (0..data.len()).collect();
             order.sort_by_key(|&i| data.length(i));
             let mut rows: Vec<Option<Tensor>> = (0..data.len()).map(|_| None).collect();
-            for chunk in order.chunks(params.batch_size.max(1)) {
+            for chunk in order.chunks(params.batch_size.get()) {
                 ctx.check_cancelled()?;
                 let (Inputs::Tokens { ids, mask }, _) = data.batch(chunk, model.device())? else {
                     unreachable!()

@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Result};
 
 use super::tokenize::{self, model_files, model_path};
-use super::{features, Context, Metrics, Slot, Task};
+use super::training::{self, TrainParams};
+use super::{features, Context, Metrics, ParamError, Slot, Task, ValidateContext};
 use crate::model::Method;
-use crate::train::{self, TrainParams};
+use crate::train;
 
 pub struct Headtune;
 
@@ -34,9 +35,14 @@ impl Task for Headtune {
         true
     }
 
+    fn validate(params: &TrainParams, _cx: &ValidateContext) -> Result<(), ParamError> {
+        params.validate_training()
+    }
+
     fn run(params: &TrainParams, ctx: &Context) -> Result<Metrics> {
         let _torch = train::exclusive_torch();
         let data = ctx.input("data")?;
+        let args = params.training();
         if data.kind == "features" {
             let (train_set, eval_set, info) = features::load(&data.dir)?;
             if info.model_digest != crate::util::path_digest(&model_path(&ctx.base_dir, &params.model)?)? {
@@ -54,15 +60,15 @@ impl Task for Headtune {
                     params.pooling
                 );
             }
-            let model = train::pretrained_for(ctx, params, info.n_classes, &Method::Head)?;
-            let outcome = train::train(ctx, &model, params, &train_set, &eval_set, info.n_classes)?;
-            train::finish(ctx, &model, params, "head-tuning (cached features)", &outcome)
+            let model = training::pretrained_for(ctx, &args, info.n_classes, &Method::Head)?;
+            let outcome = training::train_resumably(ctx, &model, &args, &train_set, &eval_set, info.n_classes)?;
+            training::finish(ctx, &model, &args, "head-tuning (cached features)", &outcome)
         } else {
             let tokens = tokenize::load(&data.dir)?;
-            let model = train::pretrained_for(ctx, params, tokens.shape.n_classes, &Method::Head)?;
-            let (train_set, eval_set) = train::token_sets(&tokens);
-            let outcome = train::train(ctx, &model, params, &train_set, &eval_set, tokens.shape.n_classes)?;
-            train::finish(ctx, &model, params, "head-tuning", &outcome)
+            let model = training::pretrained_for(ctx, &args, tokens.shape.n_classes, &Method::Head)?;
+            let (train_set, eval_set) = training::token_sets(&tokens);
+            let outcome = training::train_resumably(ctx, &model, &args, &train_set, &eval_set, tokens.shape.n_classes)?;
+            training::finish(ctx, &model, &args, "head-tuning", &outcome)
         }
     }
 }

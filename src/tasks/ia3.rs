@@ -7,10 +7,11 @@
 
 use anyhow::Result;
 
-use super::{Context, Metrics, Task};
+use super::training::{self, training_params};
+use super::{check, Context, Metrics, ParamError, Task, ValidateContext};
 use crate::model::adapters::Ia3Spec;
 use crate::model::Method;
-use crate::train::{self, training_params};
+use crate::train;
 
 pub struct Ia3;
 
@@ -45,10 +46,36 @@ impl Task for Ia3 {
 
     trains_on_tokens!(Params);
 
+    fn validate(params: &Params, cx: &ValidateContext) -> Result<(), ParamError> {
+        params.validate_training()?;
+        let Some(config) = cx.model else { return Ok(()) };
+        let (targets, feedforward) = params.spec().targets(config.model_type());
+        check::rank_and_targets("target_modules", 1, "target_modules", &targets, cx.model)?;
+        let targeted: Vec<String> = crate::model::linear_layers(config)
+            .into_iter()
+            .map(|layer| layer.name)
+            .filter(|name| crate::model::targets::matches_any(&targets, name))
+            .collect();
+        match feedforward.iter().find(|ff| {
+            !targeted
+                .iter()
+                .any(|name| crate::model::targets::matches_any(std::slice::from_ref(ff), name))
+        }) {
+            Some(ff) => Err(ParamError::at(
+                "feedforward_modules",
+                format!(
+                    "feedforward module {ff:?} is not among the IA3 target modules ({})",
+                    targets.join(", ")
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
     fn run(params: &Params, ctx: &Context) -> Result<Metrics> {
         let _torch = train::exclusive_torch();
         let spec = params.spec();
-        let (mut model, outcome) = train::fit(ctx, &params.training(), &Method::Ia3(spec.clone()))?;
+        let (mut model, outcome) = training::fit(ctx, &params.training(), &Method::Ia3(spec.clone()))?;
         let (targets, feedforward) = spec.targets(model.config.model_type());
         let modules_to_save = super::lora::modules_to_save(&model, &params.modules_to_save);
         let config = serde_json::json!({
@@ -63,12 +90,12 @@ impl Task for Ia3 {
             "inference_mode": true,
             "revision": null,
         });
-        let info = train::CheckpointInfo {
+        let info = training::CheckpointInfo {
             pooling: params.pooling,
             method: "IA3".into(),
             base_model: params.model.clone(),
         };
         super::lora::save_adapter(ctx, &mut model, &config, &info)?;
-        train::training_metrics("IA3", &model, &outcome)
+        training::training_metrics("IA3", &model, &outcome)
     }
 }

@@ -8,6 +8,8 @@
 //! same minimiser as scikit-learn, ~30× faster than linfa's dense L-BFGS did. More classes use
 //! linfa-logistic's multinomial regression (alpha = 1/c).
 
+use std::num::NonZeroU64;
+
 use anyhow::{bail, Context as _, Result};
 use linfa::prelude::*;
 use linfa_logistic::{MultiFittedLogisticRegression, MultiLogisticRegression};
@@ -15,7 +17,7 @@ use ndarray::{Array1, Array2};
 use serde::{Deserialize, Serialize};
 
 use super::classify::{self, Fitted};
-use super::{Context, Metrics, Slot, Task};
+use super::{check, Context, Metrics, ParamError, Slot, Task, ValidateContext};
 
 pub struct LogReg;
 
@@ -26,7 +28,7 @@ pub struct Params {
     #[serde(default = "default_c")]
     pub c: f64,
     #[serde(default = "default_max_iter")]
-    pub max_iter: u64,
+    pub max_iter: NonZeroU64,
     /// Gradient tolerance of L-BFGS.
     #[serde(default = "default_tol")]
     pub tol: f64,
@@ -37,8 +39,8 @@ pub struct Params {
 fn default_c() -> f64 {
     1.0
 }
-fn default_max_iter() -> u64 {
-    1000
+fn default_max_iter() -> NonZeroU64 {
+    NonZeroU64::new(1000).unwrap()
 }
 fn default_tol() -> f64 {
     1e-4
@@ -83,10 +85,12 @@ impl Task for LogReg {
         true
     }
 
+    fn validate(params: &Params, _cx: &ValidateContext) -> Result<(), ParamError> {
+        check::positive("c", params.c)?;
+        check::positive("tol", params.tol)
+    }
+
     fn run(params: &Params, ctx: &Context) -> Result<Metrics> {
-        if params.c <= 0.0 || !params.c.is_finite() {
-            bail!("c must be a positive number, got {}", params.c);
-        }
         classify::fit_and_score(
             ctx,
             "TF-IDF + logistic regression",
@@ -103,7 +107,7 @@ impl Task for LogReg {
                     let dataset = DatasetView::new(x.view(), y.view());
                     let model = MultiLogisticRegression::default()
                         .alpha(1.0 / params.c)
-                        .max_iterations(params.max_iter)
+                        .max_iterations(params.max_iter.get())
                         .gradient_tolerance(params.tol)
                         .with_intercept(params.fit_intercept)
                         .fit(&dataset)
@@ -227,7 +231,7 @@ impl SparseBinary {
         let dim = n_features + usize::from(params.fit_intercept);
         let penalty = 1.0 / (params.c * rows.len().max(1) as f64);
         let f = |theta: &[f64], gradient: &mut [f64]| objective(&rows, &signs, penalty, n_features, theta, gradient);
-        let theta = lbfgs(f, vec![0.0; dim], params.max_iter, params.tol)?;
+        let theta = lbfgs(f, vec![0.0; dim], params.max_iter.get(), params.tol)?;
         Ok(SparseBinary {
             weights: theta[..n_features].to_vec(),
             intercept: if params.fit_intercept { theta[n_features] } else { 0.0 },
@@ -370,7 +374,7 @@ mod tests {
         let y = ndarray::array![1usize, 1, 0, 0];
         let params = |c| Params {
             c,
-            max_iter: 1000,
+            max_iter: NonZeroU64::new(1000).unwrap(),
             tol: 1e-8,
             fit_intercept: true,
         };

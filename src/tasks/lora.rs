@@ -15,10 +15,11 @@ use std::path::PathBuf;
 use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 
-use super::{Context, Metrics, Task};
+use super::training::{self, training_params};
+use super::{check, Context, Metrics, ParamError, Task, ValidateContext};
 use crate::model::adapters::{self, BiasMode, LoraInit, LoraSpec};
 use crate::model::{LoadedModel, Method};
-use crate::train::{self, training_params};
+use crate::train;
 
 pub struct Lora;
 
@@ -176,12 +177,12 @@ pub(super) fn save_adapter(
     ctx: &Context,
     model: &mut LoadedModel,
     config: &serde_json::Value,
-    info: &train::CheckpointInfo,
+    info: &training::CheckpointInfo,
 ) -> Result<PathBuf> {
     let adapter = ctx.output(ADAPTER_DIR);
     adapters::save_adapter(model, &adapter, config)
         .with_context(|| format!("cannot save the adapter to {}", adapter.display()))?;
-    train::write_info(&adapter, info)?;
+    training::write_info(&adapter, info)?;
     Ok(adapter)
 }
 
@@ -193,15 +194,25 @@ impl Task for Lora {
 
     trains_on_tokens!(Params);
 
+    fn validate(params: &Params, cx: &ValidateContext) -> Result<(), ParamError> {
+        params.validate_training()?;
+        check::fraction("lora_dropout", params.lora_dropout)?;
+        let Some(config) = cx.model else {
+            return check::rank_and_targets("r", params.r, "target_modules", &[], None);
+        };
+        let targets = crate::model::targets::lora_targets(params.target_modules.as_deref(), config.model_type());
+        check::rank_and_targets("r", params.r, "target_modules", &targets, cx.model)
+    }
+
     fn run(params: &Params, ctx: &Context) -> Result<Metrics> {
         let _torch = train::exclusive_torch();
         let spec = params.spec();
         let training = params.training();
-        let (mut model, outcome) = train::fit(ctx, &training, &Method::Lora(spec.clone()))?;
-        let targets = adapters::lora_targets(params.target_modules.as_deref(), model.config.model_type());
+        let (mut model, outcome) = training::fit(ctx, &training, &Method::Lora(spec.clone()))?;
+        let targets = crate::model::targets::lora_targets(params.target_modules.as_deref(), model.config.model_type());
         let modules_to_save = modules_to_save(&model, &params.modules_to_save);
         let method = "LoRA".to_string();
-        let info = train::CheckpointInfo {
+        let info = training::CheckpointInfo {
             pooling: params.pooling,
             method: method.clone(),
             base_model: params.model.clone(),
@@ -210,11 +221,11 @@ impl Task for Lora {
         let adapter = save_adapter(ctx, &mut model, &config, &info)?;
         if params.merge {
             let merged = adapters::merged_tensors(&mut model)?;
-            let dir = ctx.output(train::CHECKPOINT_DIR);
+            let dir = ctx.output(training::CHECKPOINT_DIR);
             model.save_tensors(&dir, &merged)?;
-            train::write_info(&dir, &info)?;
+            training::write_info(&dir, &info)?;
         }
-        let mut metrics = train::training_metrics(&method, &model, &outcome)?;
+        let mut metrics = training::training_metrics(&method, &model, &outcome)?;
         metrics.extra.insert("r".into(), spec.r.into());
         metrics.extra.insert("lora_alpha".into(), spec.lora_alpha.into());
         metrics.extra.insert(

@@ -16,8 +16,8 @@ macro_rules! inference_params {
         #[serde(deny_unknown_fields)]
         pub struct $name {
             $($(#[$fattr])* pub $field: $ty,)*
-            #[serde(default = "crate::train::defaults::eval_batch_size")]
-            pub batch_size: usize,
+            #[serde(default = "crate::tasks::training::defaults::eval_batch_size")]
+            pub batch_size: std::num::NonZeroUsize,
             #[serde(default)]
             pub device: crate::model::DeviceChoice,
             /// The float type the model runs in (`float32` or `bfloat16`).
@@ -26,6 +26,13 @@ macro_rules! inference_params {
             /// Torch threads (default: the available cores).
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub threads: Option<usize>,
+        }
+
+        impl $name {
+            /// Checks the fields every inference kind has.
+            pub fn validate_common(&self) -> Result<(), crate::tasks::ParamError> {
+                crate::tasks::check::threads(self.threads)
+            }
         }
     };
 }
@@ -60,23 +67,32 @@ macro_rules! checkpoint_training_task {
         impl crate::tasks::Task for $name {
             const KIND: &'static str = $kind;
             const VERSION: u32 = $version;
-            type Params = crate::train::TrainParams;
+            type Params = crate::tasks::training::TrainParams;
 
-            trains_on_tokens!(crate::train::TrainParams);
+            trains_on_tokens!(crate::tasks::training::TrainParams);
+
+            fn validate(
+                params: &crate::tasks::training::TrainParams,
+                _cx: &crate::tasks::ValidateContext,
+            ) -> Result<(), crate::tasks::ParamError> {
+                params.validate_training()
+            }
 
             fn run(
-                params: &crate::train::TrainParams,
+                params: &crate::tasks::training::TrainParams,
                 ctx: &crate::tasks::Context,
             ) -> anyhow::Result<crate::tasks::Metrics> {
                 let _torch = crate::train::exclusive_torch();
-                let (model, outcome) = crate::train::fit(ctx, params, &$method)?;
-                crate::train::finish(ctx, &model, params, $label, &outcome)
+                let training = params.training();
+                let (model, outcome) = crate::tasks::training::fit(ctx, &training, &$method)?;
+                crate::tasks::training::finish(ctx, &model, &training, $label, &outcome)
             }
         }
     };
 }
 
 pub mod bitfit;
+pub mod check;
 pub mod classify;
 pub mod dataset;
 pub mod evaluate;
@@ -91,6 +107,7 @@ pub mod surgery_check;
 pub mod svd_approx;
 pub mod tfidf;
 pub mod tokenize;
+pub mod training;
 
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
@@ -160,8 +177,29 @@ pub struct InputArtifact {
     pub dir: PathBuf,
 }
 
-/// Progress callback: (done, total, message).
-pub type ProgressFn<'a> = dyn Fn(u64, u64, &str) + Send + Sync + 'a;
+pub use crate::train::ProgressFn;
+
+/// What a resuming task tells the scheduler.
+#[derive(Debug, Clone)]
+pub enum ResumeNotice {
+    /// Work goes on after `epoch` of `epochs`.
+    Resumed { epoch: usize, epochs: usize },
+    /// A saved state could not be used; the task starts from scratch.
+    Ignored { reason: String },
+}
+
+/// Where a running task may keep states to resume from after a kill (a training's state
+/// after each epoch): the store, under the task's cache key (`crate::store::resume`). The
+/// scheduler hands it over without knowing what goes in; `training` fills it.
+pub struct ResumeStates<'a> {
+    pub store: &'a crate::store::Store,
+    pub key: &'a str,
+    /// The task's key parts, recorded in each state's manifest.
+    pub parts: &'a serde_json::Value,
+    pub task: &'a str,
+    pub experiment: &'a str,
+    pub notify: &'a (dyn Fn(ResumeNotice) + Sync),
+}
 
 /// Everything a running task may touch.
 pub struct Context<'a> {
@@ -173,7 +211,7 @@ pub struct Context<'a> {
     pub progress: &'a ProgressFn<'a>,
     pub cancel: &'a AtomicBool,
     /// Where a training task saves its state after each epoch and resumes from.
-    pub resume: Option<crate::train::resume::ResumeSlot<'a>>,
+    pub resume: Option<ResumeStates<'a>>,
 }
 
 impl Context<'_> {
@@ -197,6 +235,11 @@ impl Context<'_> {
 
     pub fn resolve(&self, path: &Path) -> PathBuf {
         self.base_dir.join(path)
+    }
+
+    /// The engine's hooks for a loop that keeps no state: progress and cancellation.
+    pub fn hooks(&self) -> crate::train::Hooks<'_> {
+        crate::train::Hooks::new(self.progress, self.cancel)
     }
 }
 
@@ -224,7 +267,23 @@ pub trait Task: Send + Sync + 'static {
         false
     }
 
+    /// Checks values serde accepts but the kind cannot use (a zero rate, a rank beyond the
+    /// layer, `max_len` beyond the model's positions) before any task runs; the error names
+    /// the parameter, so the spec can point at it.
+    fn validate(_params: &Self::Params, _cx: &ValidateContext) -> Result<(), ParamError> {
+        Ok(())
+    }
+
     fn run(params: &Self::Params, ctx: &Context) -> Result<Metrics>;
+}
+
+/// What [`Task::validate`] may consult besides the parameters.
+pub struct ValidateContext<'a> {
+    /// Directory of the experiment file that declared the task.
+    pub base_dir: &'a Path,
+    /// The config of the model the task works with (its own `model` parameter, else the
+    /// nearest upstream task's), when it can be read without running anything.
+    pub model: Option<&'a crate::model::ModelConfig>,
 }
 
 /// Object-safe face of a [`Task`], used by the spec, the planner and the scheduler.
@@ -238,15 +297,27 @@ pub trait DynTask: Send + Sync {
     /// Deserializes (and so validates) a parameter table, returning the canonical resolved
     /// parameters with every default filled in.
     fn resolve(&self, table: toml::Table) -> Result<serde_json::Value, ParamError>;
+    /// [`Task::validate`] on resolved parameters.
+    fn validate(&self, params: &serde_json::Value, cx: &ValidateContext) -> Result<(), ParamError>;
     fn files(&self, params: &serde_json::Value, base_dir: &Path) -> Result<Vec<(&'static str, PathBuf)>>;
     fn run(&self, params: &serde_json::Value, ctx: &Context) -> Result<Metrics>;
 }
 
-/// A parameter that failed to deserialize: the top-level key (when known) and why.
+/// A parameter that failed to deserialize or validate: the top-level key (when known) and
+/// why.
 #[derive(Debug, Clone)]
 pub struct ParamError {
     pub key: Option<String>,
     pub message: String,
+}
+
+impl ParamError {
+    pub fn at(key: &str, message: impl Into<String>) -> Self {
+        Self {
+            key: Some(key.to_string()),
+            message: message.into(),
+        }
+    }
 }
 
 struct Kind<T>(PhantomData<fn() -> T>);
@@ -275,6 +346,13 @@ impl<T: Task> DynTask for Kind<T> {
         crate::util::struct_fields::<T::Params>()
     }
     fn resolve(&self, table: toml::Table) -> Result<serde_json::Value, ParamError> {
+        // JSON has no inf or NaN: the canonical parameters could not hold them.
+        if let Some((key, value)) = table.iter().find(|(_, value)| has_non_finite(value)) {
+            return Err(ParamError::at(
+                key,
+                format!("{key} must be a finite number, got {value}"),
+            ));
+        }
         let value = toml::Value::Table(table);
         let typed: T::Params = serde_path_to_error::deserialize(value).map_err(|err| {
             let key = err.path().iter().next().and_then(|segment| match segment {
@@ -291,11 +369,28 @@ impl<T: Task> DynTask for Kind<T> {
             message: err.to_string(),
         })
     }
+    fn validate(&self, params: &serde_json::Value, cx: &ValidateContext) -> Result<(), ParamError> {
+        let typed = Self::typed(params).map_err(|err| ParamError {
+            key: None,
+            message: format!("{err:#}"),
+        })?;
+        T::validate(&typed, cx)
+    }
     fn files(&self, params: &serde_json::Value, base_dir: &Path) -> Result<Vec<(&'static str, PathBuf)>> {
         T::files(&Self::typed(params)?, base_dir)
     }
     fn run(&self, params: &serde_json::Value, ctx: &Context) -> Result<Metrics> {
         T::run(&Self::typed(params)?, ctx)
+    }
+}
+
+/// Whether a TOML value is or holds `inf` or `nan`.
+fn has_non_finite(value: &toml::Value) -> bool {
+    match value {
+        toml::Value::Float(x) => !x.is_finite(),
+        toml::Value::Array(items) => items.iter().any(has_non_finite),
+        toml::Value::Table(table) => table.values().any(has_non_finite),
+        _ => false,
     }
 }
 

@@ -1,13 +1,13 @@
 //! `naive_bayes`: multinomial naive Bayes on TF-IDF features (linfa-bayes).
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result};
 use linfa::prelude::*;
 use linfa_bayes::MultinomialNb;
 use ndarray::{Array1, Array2};
 use serde::{Deserialize, Serialize};
 
 use super::classify::{self, Fitted};
-use super::{Context, Metrics, Slot, Task};
+use super::{check, Context, Metrics, ParamError, Slot, Task, ValidateContext};
 
 pub struct NaiveBayes;
 
@@ -51,10 +51,11 @@ impl Task for NaiveBayes {
         true
     }
 
+    fn validate(params: &Params, _cx: &ValidateContext) -> Result<(), ParamError> {
+        check::non_negative("alpha", params.alpha)
+    }
+
     fn run(params: &Params, ctx: &Context) -> Result<Metrics> {
-        if params.alpha < 0.0 || !params.alpha.is_finite() {
-            bail!("alpha must be a non-negative number, got {}", params.alpha);
-        }
         classify::fit_and_score(
             ctx,
             "TF-IDF + multinomial naive Bayes",

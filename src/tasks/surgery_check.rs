@@ -5,8 +5,8 @@
 
 use anyhow::{bail, Context as _, Result};
 
-use super::{tokenize, Context, Metrics, Slot, Task};
-use crate::model::{adapters, surgery, LoadedModel};
+use super::{check, tokenize, training, Context, Metrics, ParamError, Slot, Task, ValidateContext};
+use crate::model::{surgery, LoadedModel};
 use crate::train::{self, Evaluation};
 
 pub struct SurgeryCheck;
@@ -17,7 +17,7 @@ inference_params! {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub target_modules: Option<Vec<String>>,
         /// Seed of the re-initialisation.
-        #[serde(default = "train::defaults::seed")]
+        #[serde(default = "crate::tasks::training::defaults::seed")]
         pub seed: u64,
     }
 }
@@ -39,18 +39,32 @@ impl Task for SurgeryCheck {
         true
     }
 
+    fn validate(params: &Params, cx: &ValidateContext) -> Result<(), ParamError> {
+        params.validate_common()?;
+        let Some(config) = cx.model else { return Ok(()) };
+        let targets = crate::model::targets::lora_targets(params.target_modules.as_deref(), config.model_type());
+        check::rank_and_targets("rank", 1, "target_modules", &targets, cx.model)
+    }
+
     fn run(params: &Params, ctx: &Context) -> Result<Metrics> {
         let _torch = train::exclusive_torch();
         let tokens = tokenize::load(&ctx.input("tokens")?.dir)?;
         let n_classes = tokens.shape.n_classes;
-        let (mut model, info) = train::load_trained(ctx, "model", n_classes, params.device, params.threads)?;
+        let (mut model, info) = training::load_trained(ctx, "model", n_classes, params.device, params.threads)?;
         model.set_dtype(params.dtype);
         let names = surgery::select_targets(&mut model, params.target_modules.as_deref())?;
         let target_label =
-            adapters::lora_targets(params.target_modules.as_deref(), model.config.model_type()).join(",");
-        let (_, data) = train::token_sets(&tokens);
+            crate::model::targets::lora_targets(params.target_modules.as_deref(), model.config.model_type()).join(",");
+        let (_, data) = training::token_sets(&tokens);
         let eval = |model: &LoadedModel| -> Result<Evaluation> {
-            train::evaluate(ctx, model, &data, params.batch_size, info.pooling, n_classes)
+            train::evaluate(
+                &ctx.hooks(),
+                model,
+                &data,
+                params.batch_size.get(),
+                info.pooling,
+                n_classes,
+            )
         };
         let original = eval(&model)?;
         let saved = names

@@ -14,7 +14,7 @@
 use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 
-use super::{tokenize, Context, Metrics, Slot, Task};
+use super::{check, tokenize, training, Context, Metrics, ParamError, Slot, Task, ValidateContext};
 use crate::model::surgery;
 use crate::train;
 
@@ -55,11 +55,20 @@ impl Task for SvdApprox {
         true
     }
 
+    fn validate(params: &Params, cx: &ValidateContext) -> Result<(), ParamError> {
+        params.validate_common()?;
+        let targets = crate::model::targets::lora_targets(
+            params.target_modules.as_deref(),
+            cx.model.map_or("bert", |c| c.model_type()),
+        );
+        check::rank_and_targets("rank", params.rank, "target_modules", &targets, cx.model)
+    }
+
     fn run(params: &Params, ctx: &Context) -> Result<Metrics> {
         let tokens = tokenize::load(&ctx.input("tokens")?.dir)?;
         let n_classes = tokens.shape.n_classes;
         let _torch = train::exclusive_torch();
-        let load = |slot| train::load_trained(ctx, slot, n_classes, params.device, params.threads);
+        let load = |slot| training::load_trained(ctx, slot, n_classes, params.device, params.threads);
         let (mut finetuned, _) = load("finetuned")?;
         let (mut host, info) = load("headtuned")?;
         let names = surgery::select_targets(&mut host, params.target_modules.as_deref())?;
@@ -90,8 +99,15 @@ impl Task for SvdApprox {
         let head = host.count_params(|n| host.network.head_prefixes().iter().any(|p| n.starts_with(p)));
         // Cast after the surgery: the SVD is of the float32 weights.
         host.set_dtype(params.dtype);
-        let (_, data) = train::token_sets(&tokens);
-        let evaluation = train::evaluate(ctx, &host, &data, params.batch_size, info.pooling, n_classes)?;
+        let (_, data) = training::token_sets(&tokens);
+        let evaluation = train::evaluate(
+            &ctx.hooks(),
+            &host,
+            &data,
+            params.batch_size.get(),
+            info.pooling,
+            n_classes,
+        )?;
         let mut metrics = Metrics {
             // Rank-free, so each variant's sweep is one curve (rank and variant are labels).
             method: Some("truncated SVD".into()),

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use sprs::CsMat;
 
 use super::dataset::{self, Example};
-use super::{Context, Metrics, Slot, Task};
+use super::{check, Context, Metrics, ParamError, Slot, Task, ValidateContext};
 
 pub struct Tfidf;
 
@@ -81,14 +81,24 @@ impl Task for Tfidf {
         SLOTS
     }
 
-    fn run(params: &Params, ctx: &Context) -> Result<Metrics> {
+    fn validate(params: &Params, _cx: &ValidateContext) -> Result<(), ParamError> {
         let [min_n, max_n] = params.ngram_range;
         if min_n == 0 || min_n > max_n {
-            bail!("ngram_range must be [min, max] with 1 <= min <= max, got [{min_n}, {max_n}]");
+            return Err(ParamError::at(
+                "ngram_range",
+                format!("ngram_range must be [min, max] with 1 <= min <= max, got [{min_n}, {max_n}]"),
+            ));
         }
-        if !(0.0..=1.0).contains(&params.max_df) {
-            bail!("max_df must be a fraction between 0 and 1, got {}", params.max_df);
+        if !(params.max_df > 0.0 && params.max_df <= 1.0) {
+            return Err(ParamError::at(
+                "max_df",
+                format!("max_df must be a fraction in (0, 1], got {}", params.max_df),
+            ));
         }
+        check::non_negative("min_df", params.min_df)
+    }
+
+    fn run(params: &Params, ctx: &Context) -> Result<Metrics> {
         let data = ctx.input("data")?;
         let train = dataset::load_split(&data.dir, "train")?;
         let eval = dataset::load_split(&data.dir, "eval")?;
@@ -96,6 +106,13 @@ impl Task for Tfidf {
 
         let started = Instant::now();
         // linfa takes document frequencies as fractions; an integer min_df is a count.
+        if params.min_df >= 1.0 && params.min_df.floor() as usize > train.len() {
+            bail!(
+                "min_df = {} documents is more than the {} training documents: no term can pass it",
+                params.min_df,
+                train.len()
+            );
+        }
         let min_fraction = if params.min_df >= 1.0 {
             (params.min_df.floor() + 0.5) / train.len() as f64
         } else {
@@ -104,7 +121,7 @@ impl Task for Tfidf {
         let vectorizer = TfIdfVectorizer::default()
             .convert_to_lowercase(params.lowercase)
             .normalize(false)
-            .n_gram_range(min_n, max_n)
+            .n_gram_range(params.ngram_range[0], params.ngram_range[1])
             .document_frequency(min_fraction as f32, params.max_df as f32)
             .max_features((params.max_features > 0).then_some(params.max_features));
         let texts = |examples: &[Example]| Array1::from_iter(examples.iter().map(|e| e.text.clone()));

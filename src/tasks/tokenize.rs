@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokenizers::TruncationParams;
 
 use super::dataset;
-use super::{Context, Metrics, Slot, Task};
+use super::{check, Context, Metrics, ParamError, Slot, Task, ValidateContext};
 use crate::model::{self, ModelConfig};
 
 pub struct Tokenize;
@@ -37,12 +37,7 @@ fn default_max_len() -> usize {
     512
 }
 
-/// One tokenized example.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Example {
-    pub ids: Vec<i64>,
-    pub label: i64,
-}
+pub use crate::train::Example;
 
 /// A `tokenize` artifact, read back.
 #[derive(Debug)]
@@ -92,20 +87,15 @@ impl Task for Tokenize {
         model_files(base_dir, &params.model)
     }
 
+    fn validate(params: &Params, cx: &ValidateContext) -> Result<(), ParamError> {
+        check::max_len("max_len", params.max_len, cx.model)
+    }
+
     fn run(params: &Params, ctx: &Context) -> Result<Metrics> {
         let folder = model_path(&ctx.base_dir, &params.model)?;
+        // Checked at plan time when the model could be read then; here it always can.
         let config = ModelConfig::from_file(&folder.join("config.json"))?;
-        let positions = config.max_position_embeddings() as usize;
-        if params.max_len > positions {
-            bail!(
-                "max_len = {} is beyond the model's {positions} positions ({})",
-                params.max_len,
-                folder.display()
-            );
-        }
-        if params.max_len < 2 {
-            bail!("max_len must leave room for [CLS] and [SEP], got {}", params.max_len);
-        }
+        check::max_len("max_len", params.max_len, Some(&config)).map_err(|e| anyhow::anyhow!(e.message))?;
         let loaded = model::tokenizer::ModelTokenizer::from_folder(&folder)?
             .with_context(|| format!("{} has no tokenizer.json or vocab.txt", folder.display()))?;
         let mut tokenizer = loaded.tokenizer.clone();
