@@ -462,3 +462,43 @@ fn bfloat16_inference_stays_within_its_precision_and_leaves_float32_keys_alone()
     assert_eq!(keys(""), keys("dtype = \"float32\"\n"));
     assert_ne!(keys(""), keys("dtype = \"bfloat16\"\n"));
 }
+
+#[test]
+fn bf16_mixed_precision_trains_deterministically_near_float32_under_its_own_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = "[tasks.fp32]\nkind = \"finetune\"\ninputs = \"tokens\"\nlr = 1e-3\nepochs = 2\n\
+                [tasks.bf16]\nkind = \"finetune\"\ninputs = \"tokens\"\nlr = 1e-3\nepochs = 2\nprecision = \"bf16\"\n";
+    let first = run(dir.path(), "first", body);
+    let second = run(dir.path(), "second", body);
+    let (fp32, bf16) = (first.metrics("fp32"), first.metrics("bf16"));
+    assert_eq!(
+        bf16["epochs"][1]["eval_loss"],
+        second.metrics("bf16")["epochs"][1]["eval_loss"],
+        "seeded"
+    );
+    assert_eq!(bf16["log"], second.metrics("bf16")["log"]);
+    assert_eq!(
+        first.manifest("bf16").files["checkpoint/model.safetensors"],
+        second.manifest("bf16").files["checkpoint/model.safetensors"]
+    );
+    assert_ne!(first.manifest("bf16").key, first.manifest("fp32").key);
+    let (loss32, loss16) = (fp32["eval_loss"].as_f64().unwrap(), bf16["eval_loss"].as_f64().unwrap());
+    assert_ne!(loss32, loss16, "bf16 computes in another precision");
+    assert!((loss32 - loss16).abs() < 0.1 * loss32, "fp32 {loss32} vs bf16 {loss16}");
+    // The master weights stay float32.
+    let store = Store::open(&first.cache).unwrap();
+    let artifact = store.artifact_dir(&first.manifest("bf16").key);
+    let weights = safetensors_kinds(&artifact.join("checkpoint/model.safetensors"));
+    assert!(weights.iter().all(|kind| kind == "F32"), "{weights:?}");
+}
+
+/// The dtype of every tensor in a safetensors file.
+fn safetensors_kinds(path: &Path) -> Vec<String> {
+    let bytes = std::fs::read(path).unwrap();
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    tensors
+        .tensors()
+        .into_iter()
+        .map(|(_, view)| format!("{:?}", view.dtype()))
+        .collect()
+}

@@ -33,12 +33,13 @@ fn experiment(tasks: &str) -> String {
 const FINETUNE: &str = "[tasks.finetune]\nkind = \"finetune\"\ninputs = \"tokens\"\nlr = 1e-3\nepochs = 4\n\
                         [tasks.reloaded]\nkind = \"evaluate\"\ninputs = { tokens = \"tokens\", model = \"finetune\" }\n";
 
-/// Every kind that trains through `train::train`.
+/// Every kind that trains through `train::train`, and mixed precision.
 const EVERY_TRAINING_KIND: &str = "[tasks.features]\nkind = \"features\"\ninputs = \"tokens\"\n\
      [tasks.head]\nkind = \"headtune\"\ninputs = \"features\"\nepochs = 3\n\
      [tasks.lora]\nkind = \"lora\"\ninputs = \"tokens\"\nepochs = 2\nr = 2\nmerge = true\n\
      [tasks.ia3]\nkind = \"ia3\"\ninputs = \"tokens\"\nepochs = 2\n\
-     [tasks.bitfit]\nkind = \"bitfit\"\ninputs = \"tokens\"\nepochs = 2\n";
+     [tasks.bitfit]\nkind = \"bitfit\"\ninputs = \"tokens\"\nepochs = 2\n\
+     [tasks.bf16]\nkind = \"finetune\"\ninputs = \"tokens\"\nepochs = 2\nprecision = \"bf16\"\n";
 
 /// One `orchestrate --json run` on `cache`: how it ended and its events.
 fn run(dir: &Path, cache: &str, env: &[(&str, &str)]) -> (ExitStatus, Vec<Value>) {
@@ -146,7 +147,7 @@ fn every_training_kind_resumes_after_an_abort_to_the_uninterrupted_result() {
     let mut resumed = Vec::new();
     let mut finished: BTreeSet<String> = BTreeSet::new();
     for attempt in 1.. {
-        assert!(attempt <= 7, "more runs than trainings");
+        assert!(attempt <= 8, "more runs than trainings");
         let (status, events) = run(dir.path(), "resumed", &[(ABORT_AFTER_EPOCH, "1")]);
         assert_nothing_partial_was_read(&events);
         let resumes = events_of(&events, "task_resumed");
@@ -179,7 +180,7 @@ fn every_training_kind_resumes_after_an_abort_to_the_uninterrupted_result() {
         interrupted = Some(started.last().unwrap()["task"].as_str().unwrap().to_string());
     }
     resumed.sort();
-    assert_eq!(resumed, ["bitfit", "finetune", "head", "ia3", "lora"]);
+    assert_eq!(resumed, ["bf16", "bitfit", "finetune", "head", "ia3", "lora"]);
 
     assert_same_results(&dir.path().join("resumed"), &dir.path().join("reference"));
     assert_eq!(

@@ -17,7 +17,7 @@ use tch::nn::{self, Init, VarStore};
 use tch::Tensor;
 
 use super::error::{ModelError, Result};
-use super::layers::{Dropout, Linear, LinearLayer, LinearSlot};
+use super::layers::{linear_op, Dropout, Linear, LinearLayer, LinearSlot};
 use super::surgery;
 use super::targets::{default_ia3_targets, matches_any};
 use super::tree::ModuleNode;
@@ -118,11 +118,8 @@ impl LoraLinear {
 impl LinearLayer for LoraLinear {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         let out = self.base.forward_t(xs, train)?;
-        let update = self
-            .dropout
-            .forward_t(xs, train)?
-            .f_linear::<Tensor>(&self.lora_a, None)?
-            .f_linear::<Tensor>(&self.lora_b, None)?;
+        let dropped = self.dropout.forward_t(xs, train)?;
+        let update = linear_op(&linear_op(&dropped, &self.lora_a, None)?, &self.lora_b, None)?;
         Ok(out.f_add(&update.f_mul_scalar(self.scaling)?)?)
     }
     fn in_features(&self) -> i64 {
@@ -164,11 +161,13 @@ pub struct Ia3Linear {
 
 impl LinearLayer for Ia3Linear {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        // The vector in the kind of what it scales, so that autocast keeps bfloat16 branches so.
         let scale = self.ia3_l.f_flatten(0, -1)?;
         if self.feedforward {
-            self.base.forward_t(&xs.f_mul(&scale)?, train)
+            self.base.forward_t(&xs.f_mul(&scale.f_to_kind(xs.kind())?)?, train)
         } else {
-            Ok(self.base.forward_t(xs, train)?.f_mul(&scale)?)
+            let out = self.base.forward_t(xs, train)?;
+            Ok(out.f_mul(&scale.f_to_kind(out.kind())?)?)
         }
     }
     fn in_features(&self) -> i64 {

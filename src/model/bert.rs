@@ -11,7 +11,9 @@ use tch::{Kind, Tensor};
 use super::config::BertConfig;
 use super::error::Result;
 use super::heads::BertPooler;
-use super::layers::{additive_mask, attention, linear, Activation, Dropout, Embedding, LayerNorm, LinearSlot};
+use super::layers::{
+    additive_mask, attention, compute_kind, linear, Activation, Dropout, Embedding, LayerNorm, LinearSlot,
+};
 use super::tree::ModuleNode;
 
 /// `BertEmbeddings`: word + position + token type embeddings, LayerNorm, dropout.
@@ -245,7 +247,7 @@ impl BertModel {
     /// Hidden states: embedding output, then each layer's output.
     pub fn forward_t(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Vec<Tensor>> {
         let mut xs = self.embeddings.forward_t(input_ids, train)?;
-        let mask = additive_mask(attention_mask, xs.kind())?;
+        let mask = additive_mask(attention_mask, compute_kind(xs.kind()))?;
         let mut hidden = Vec::with_capacity(self.layer.len() + 1);
         hidden.push(xs.shallow_clone());
         for layer in &self.layer {

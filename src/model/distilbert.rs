@@ -8,7 +8,9 @@ use tch::{Kind, Tensor};
 
 use super::config::DistilBertConfig;
 use super::error::Result;
-use super::layers::{additive_mask, attention, linear, Activation, Dropout, Embedding, LayerNorm, LinearSlot};
+use super::layers::{
+    additive_mask, attention, compute_kind, linear, Activation, Dropout, Embedding, LayerNorm, LinearSlot,
+};
 use super::tree::ModuleNode;
 
 const LN_EPS: f64 = 1e-12;
@@ -214,7 +216,7 @@ impl DistilBertModel {
     /// (transformers' `output_hidden_states=True`); the last is the encoder output.
     pub fn forward_t(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Vec<Tensor>> {
         let mut xs = self.embeddings.forward_t(input_ids, train)?;
-        let mask = additive_mask(attention_mask, xs.kind())?;
+        let mask = additive_mask(attention_mask, compute_kind(xs.kind()))?;
         let mut hidden = Vec::with_capacity(self.layer.len() + 1);
         hidden.push(xs.shallow_clone());
         for block in &self.layer {

@@ -6,6 +6,7 @@
 //! any of them by name, see [`LinearLayer`] and `LoadedModel::replace_linear`.
 
 use std::any::Any;
+use std::cell::Cell;
 use std::fmt::Debug;
 
 use tch::nn::{self, Init};
@@ -13,6 +14,55 @@ use tch::{Kind, Tensor};
 
 use super::error::Result;
 use super::tree::ModuleNode;
+
+thread_local! {
+    static AUTOCAST: Cell<Option<Kind>> = const { Cell::new(None) };
+}
+
+/// Mixed precision on this thread while the guard lives, as `torch.autocast` does: linear
+/// layers and attention compute in `kind` (bfloat16), their weights cast from the float32
+/// master copies on the way in, so gradients reach those in float32; layer norms, the
+/// residual stream and whatever the caller does with the logits stay float32. `None` turns it
+/// off for the guard's lifetime.
+pub fn autocast(kind: Option<Kind>) -> AutocastGuard {
+    AutocastGuard {
+        previous: AUTOCAST.replace(kind),
+    }
+}
+
+/// Restores the previous autocast setting when dropped.
+#[must_use = "autocast lasts only while the guard lives"]
+pub struct AutocastGuard {
+    previous: Option<Kind>,
+}
+
+impl Drop for AutocastGuard {
+    fn drop(&mut self) {
+        AUTOCAST.set(self.previous);
+    }
+}
+
+/// The kind matmuls run in: the autocast kind, else `native` (the tensors' own).
+pub(crate) fn compute_kind(native: Kind) -> Kind {
+    AUTOCAST.get().unwrap_or(native)
+}
+
+/// `t` in the autocast kind (a no-op outside autocast or for a tensor already in it).
+pub(crate) fn autocast_input(t: &Tensor) -> Result<Tensor> {
+    match AUTOCAST.get() {
+        Some(kind) if t.kind() != kind && t.is_floating_point() => Ok(t.f_to_kind(kind)?),
+        _ => Ok(t.shallow_clone()),
+    }
+}
+
+/// `xs Wᵀ + b`, in the autocast kind when one is set.
+pub fn linear_op(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    if AUTOCAST.get().is_none() {
+        return Ok(xs.f_linear(weight, bias)?);
+    }
+    let bias = bias.map(autocast_input).transpose()?;
+    Ok(autocast_input(xs)?.f_linear(&autocast_input(weight)?, bias.as_ref())?)
+}
 
 /// A linear map `y = x Wᵀ + b` as a replaceable module.
 ///
@@ -52,7 +102,7 @@ impl Linear {
 
 impl LinearLayer for Linear {
     fn forward_t(&self, xs: &Tensor, _train: bool) -> Result<Tensor> {
-        Ok(xs.f_linear(&self.weight, self.bias.as_ref())?)
+        linear_op(xs, &self.weight, self.bias.as_ref())
     }
     fn in_features(&self) -> i64 {
         self.weight.size()[1]
@@ -146,6 +196,12 @@ impl LayerNorm {
 
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let dim = self.weight.size()[0];
+        // Under autocast a lower-precision input is normalised in the weights' float32.
+        let xs = if xs.kind() == self.weight.kind() {
+            xs.shallow_clone()
+        } else {
+            xs.f_to_kind(self.weight.kind())?
+        };
         Ok(xs.f_layer_norm([dim], Some(&self.weight), Some(&self.bias), self.eps, true)?)
     }
 
@@ -242,10 +298,10 @@ pub(crate) fn py_float(x: f64) -> String {
 /// additive `mask`, with dropout on the attention probabilities when training.
 ///
 /// Without dropout (evaluation, or a model without attention dropout) it is libtorch's fused
-/// `scaled_dot_product_attention` (flash attention on CPU): the same result, ~5× faster at 512
-/// tokens, without materialising the `[batch, heads, seq, seq]` scores. With dropout it is
-/// transformers' eager attention, so training draws its dropout masks exactly as before
-/// (libtorch's fused kernels do not take dropout on CPU: they fall back to a slower one).
+/// `scaled_dot_product_attention` (flash attention on CPU): the same result, much faster at
+/// long sequences, without materialising the `[batch, heads, seq, seq]` scores. With dropout
+/// it is transformers' eager attention (libtorch's fused kernels do not take dropout on CPU:
+/// they fall back to a slower one). Under autocast it all runs in the autocast kind.
 pub(crate) fn attention(
     q: &Tensor,
     k: &Tensor,
@@ -255,6 +311,13 @@ pub(crate) fn attention(
     train: bool,
 ) -> Result<Tensor> {
     let head_dim = *q.size().last().expect("4-d query") as f64;
+    let (q, k, v, mask) = (
+        autocast_input(q)?,
+        autocast_input(k)?,
+        autocast_input(v)?,
+        autocast_input(mask)?,
+    );
+    let (q, k, v, mask) = (&q, &k, &v, &mask);
     if !train || dropout.p == 0.0 {
         return Ok(Tensor::f_scaled_dot_product_attention(
             q,

@@ -67,6 +67,9 @@ macro_rules! training_params {
             /// ([`crate::train::sampler::group_by_length`]).
             #[serde(default, skip_serializing_if = "std::ops::Not::not", with = "crate::tasks::training::length_grouping")]
             pub group_by_length: bool,
+            /// `"bf16"`: mixed precision (Trainer's `bf16=True`); float32 by default.
+            #[serde(default, skip_serializing_if = "crate::train::Precision::is_default")]
+            pub precision: crate::train::Precision,
             $($(#[$fattr])* pub $field: $ty,)*
         }
 
@@ -93,6 +96,7 @@ macro_rules! training_params {
                         logging_steps: self.logging_steps.get(),
                         pooling: self.pooling,
                         group_by_length: self.group_by_length,
+                        precision: self.precision,
                     },
                 }
             }

@@ -133,7 +133,11 @@ pub fn train(
         for chunk in order.chunks(params.batch_size) {
             hooks.check_cancelled()?;
             let (inputs, labels) = train.batch(chunk, model.device())?;
-            let batch_logits = logits(model, &inputs, true, params.pooling)?;
+            let batch_logits = {
+                let _autocast = params.precision.autocast();
+                logits(model, &inputs, true, params.pooling)?
+            }
+            .f_to_kind(tch::Kind::Float)?;
             check_labels(&labels, batch_logits.size()[1])?;
             let loss = batch_logits.f_cross_entropy_loss::<Tensor>(&labels, None, tch::Reduction::Mean, -100, 0.0)?;
             let value = f64::try_from(&loss)?;
@@ -165,7 +169,10 @@ pub fn train(
             );
         }
         progress.train_seconds += epoch_started.elapsed().as_secs_f64();
-        let evaluation = evaluate(hooks, model, eval, params.eval_batch_size, params.pooling, n_classes)?;
+        let evaluation = {
+            let _autocast = params.precision.autocast();
+            evaluate(hooks, model, eval, params.eval_batch_size, params.pooling, n_classes)?
+        };
         let record = EpochRecord {
             epoch,
             train_loss: epoch_loss / steps_per_epoch as f64,
@@ -193,7 +200,10 @@ pub fn train(
     // epoch has none in memory.
     let final_eval = match last_evaluation {
         Some(evaluation) => evaluation,
-        None => evaluate(hooks, model, eval, params.eval_batch_size, params.pooling, n_classes)?,
+        None => {
+            let _autocast = params.precision.autocast();
+            evaluate(hooks, model, eval, params.eval_batch_size, params.pooling, n_classes)?
+        }
     };
     let samples_per_second = (train.len() * progress.epochs_done()) as f64 / progress.train_seconds.max(1e-9);
     Ok(TrainOutcome {

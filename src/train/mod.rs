@@ -63,6 +63,32 @@ pub struct TrainConfig {
     pub pooling: Pooling,
     /// Length-grouped batches ([`sampler::group_by_length`]) instead of a plain shuffle.
     pub group_by_length: bool,
+    pub precision: Precision,
+}
+
+/// The float type training computes in; parameters, optimizer state, the loss and reductions
+/// are float32 either way (Trainer's `bf16=True` on CPU).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    Fp32,
+    /// Matmuls and attention in bfloat16 under [`crate::model::layers::autocast`].
+    Bf16,
+}
+
+impl Precision {
+    pub fn is_default(&self) -> bool {
+        *self == Precision::Fp32
+    }
+
+    /// Mixed precision for the forward passes while the guard lives.
+    pub fn autocast(self) -> crate::model::layers::AutocastGuard {
+        crate::model::layers::autocast(match self {
+            Precision::Fp32 => None,
+            Precision::Bf16 => Some(tch::Kind::BFloat16),
+        })
+    }
 }
 
 /// Progress callback: (done, total, message).
