@@ -9,6 +9,7 @@
 //! [`report`] (tables read from the cache). [`commands`] wires them for the CLI;
 //! [`model`] holds the tch transformer code the neural tasks use.
 
+pub mod bench;
 pub mod commands;
 pub mod events;
 pub mod graph;
