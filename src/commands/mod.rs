@@ -188,7 +188,13 @@ pub fn worker(settings: &Settings, file: &Path, task_name: &str, key: &str, canc
 
 /// `status`: the plan, plus the jobs of the experiment's latest Slurm run; `follow` waits
 /// for that run's jobs like the driver would, then reports.
-pub fn status(settings: &Settings, files: &[PathBuf], follow: bool, cancel: &AtomicBool, sink: Sink<StatusView>) -> Result<()> {
+pub fn status(
+    settings: &Settings,
+    files: &[PathBuf],
+    follow: bool,
+    cancel: &AtomicBool,
+    sink: Sink<StatusView>,
+) -> Result<()> {
     let store = Store::open_existing(&settings.cache_dir);
     for file in files {
         let experiment = load(file)?;

@@ -160,7 +160,11 @@ impl View for PlanView {
                 ),
                 None => (
                     "run",
-                    row.reasons.iter().map(|r| r.message.as_str()).collect::<Vec<_>>().join("\n"),
+                    row.reasons
+                        .iter()
+                        .map(|r| r.message.as_str())
+                        .collect::<Vec<_>>()
+                        .join("\n"),
                 ),
             };
             table.add_row([row.task.as_str(), &row.kind, short(&row.key), status, &why]);
@@ -307,7 +311,9 @@ impl View for RunView {
         // The events have told the rest.
         match self {
             RunView::DryRun(plan) => plan.json(out),
-            RunView::Ran { report: Some(report), .. } => report.json(out),
+            RunView::Ran {
+                report: Some(report), ..
+            } => report.json(out),
             RunView::Ran { report: None, .. } => Ok(()),
         }
     }
@@ -741,5 +747,97 @@ impl View for MatmulBench {
     }
     fn json(&self, out: &mut String) -> serde_json::Result<()> {
         line(out, self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::gc::RemovedArtifact;
+
+    fn collected(dry_run: bool) -> Collected {
+        Collected {
+            dry_run,
+            artifacts: vec![
+                RemovedArtifact {
+                    key: "a".repeat(64),
+                    task: Some("logreg".into()),
+                    experiment: Some("lab".into()),
+                    bytes: 2_500_000,
+                },
+                RemovedArtifact {
+                    key: "b".repeat(64),
+                    task: None,
+                    experiment: None,
+                    bytes: 0,
+                },
+            ],
+            resume_states: vec!["c".repeat(64)],
+            abandoned: vec![PathBuf::from("cache/tmp/x.1.0")],
+            kept: 3,
+        }
+    }
+
+    #[test]
+    fn text_and_json_come_from_the_same_view() {
+        let view = collected(true);
+        let human = render(&view, Mode::Human).unwrap();
+        assert_eq!(
+            human.stdout,
+            "would remove aaaaaaaaaaaa logreg (lab)\n\
+             would remove bbbbbbbbbbbb unreadable manifest\n\
+             would remove resume state cccccccccccc\n\
+             would remove abandoned cache/tmp/x.1.0\n\
+             would remove 2 artifacts (2.5 MB), kept 3\n"
+        );
+        assert!(human.stderr.is_empty());
+        let json: serde_json::Value = serde_json::from_str(&render(&view, Mode::Json).unwrap().stdout).unwrap();
+        assert_eq!(json["artifacts"][0]["task"], "logreg");
+        assert_eq!(json["artifacts"][1]["task"], serde_json::Value::Null);
+        assert_eq!(json["kept"], 3);
+        assert!(render(&collected(false), Mode::Quiet)
+            .unwrap()
+            .stdout
+            .starts_with("removed "));
+    }
+
+    #[test]
+    fn verify_fails_on_corruption_and_a_detached_run_prints_no_json() {
+        let mut verify = VerifyView {
+            cache: PathBuf::from("cache"),
+            checked: 4,
+            corrupt: Vec::new(),
+        };
+        assert!(verify.ok());
+        verify.corrupt.push(CorruptArtifact {
+            key: "d".repeat(64),
+            task: None,
+            experiment: None,
+            reason: "manifest.json is missing".into(),
+        });
+        assert!(!verify.ok());
+        let text = render(&verify, Mode::Human).unwrap().stdout;
+        assert!(
+            text.starts_with("corrupt  dddddddddddd  unknown task: manifest.json is missing\n"),
+            "{text}"
+        );
+        assert!(text.ends_with(
+            "4 artifacts checked in cache: 1 corrupt; the next `orchestrate run` that uses them rebuilds them\n"
+        ));
+
+        let detached = RunView::Ran {
+            failures: Some("1 task failed:\n".into()),
+            detached: Some(PathBuf::from("exp.toml")),
+            report: None,
+            ok: false,
+        };
+        assert_eq!(render(&detached, Mode::Json).unwrap(), Text::default());
+        let human = render(&detached, Mode::Human).unwrap();
+        assert!(human.stdout.is_empty());
+        assert_eq!(
+            human.stderr,
+            "1 task failed:\ndetached; follow with `orchestrate status exp.toml --follow`\n"
+        );
+        assert!(!detached.ok());
     }
 }

@@ -78,12 +78,26 @@ impl fmt::Display for Skip {
 /// What happened to the run's jobs (by position in the record) in one poll, in order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
-    Started { job: usize },
-    Finished { job: usize, duration_s: f64, metrics: Metrics },
-    Failed { job: usize, failure: Failure },
-    Skipped { job: usize, because: Skip },
+    Started {
+        job: usize,
+    },
+    Finished {
+        job: usize,
+        duration_s: f64,
+        metrics: Metrics,
+    },
+    Failed {
+        job: usize,
+        failure: Failure,
+    },
+    Skipped {
+        job: usize,
+        because: Skip,
+    },
     /// `scancel` these jobs.
-    Cancel { jobs: Vec<usize> },
+    Cancel {
+        jobs: Vec<usize>,
+    },
     /// `fail_fast`: interrupt the run.
     Interrupt,
 }
@@ -358,7 +372,11 @@ mod tests {
     #[test]
     fn each_failure_is_told_apart() {
         let cases = [
-            (Some(JobState::Failed), Artifact::Missing, Failure::Slurm(JobState::Failed)),
+            (
+                Some(JobState::Failed),
+                Artifact::Missing,
+                Failure::Slurm(JobState::Failed),
+            ),
             (Some(JobState::Timeout), published(), Failure::Slurm(JobState::Timeout)),
             (None, Artifact::Missing, Failure::Vanished),
             (
@@ -377,7 +395,13 @@ mod tests {
             let (steps, _) = poll(&mut follow, &mut jobs[3..], &seen, artifact);
             assert_eq!(
                 steps,
-                [Step::Started { job: 0 }, Step::Failed { job: 0, failure: failure.clone() }],
+                [
+                    Step::Started { job: 0 },
+                    Step::Failed {
+                        job: 0,
+                        failure: failure.clone()
+                    }
+                ],
                 "{state:?}"
             );
         }

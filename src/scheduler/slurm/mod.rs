@@ -232,7 +232,12 @@ pub(super) fn follow(
     let position: BTreeMap<usize, usize> = tasks.iter().enumerate().map(|(job, &task)| (task, job)).collect();
     let dependents = tasks
         .iter()
-        .map(|&task| graph.dependents(task).filter_map(|d| position.get(&d).copied()).collect())
+        .map(|&task| {
+            graph
+                .dependents(task)
+                .filter_map(|d| position.get(&d).copied())
+                .collect()
+        })
         .collect();
     let mut machine = Follow::new(dependents, options.fail_fast);
     let artifact = |job: &JobRecord| match store.lookup(&job.key) {
@@ -332,7 +337,9 @@ fn apply(
                 duration_s,
                 metrics: metrics.clone(),
             });
-            summary.outcomes.insert(tasks[job], Outcome::Ran { duration_s, metrics });
+            summary
+                .outcomes
+                .insert(tasks[job], Outcome::Ran { duration_s, metrics });
         }
         Step::Failed { job, failure } => {
             let submitted = &record.jobs[job];
