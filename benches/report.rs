@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
+use orchestrate::commands::view::View as _;
 use orchestrate::commands::{self, RunArgs, Settings};
 use orchestrate::reporter::Mode;
 use orchestrate::store::Store;
@@ -37,7 +38,12 @@ fn main() -> anyhow::Result<()> {
         individual_runs: false,
     };
     // Build the cache once (not timed).
-    assert!(commands::run(&settings, std::slice::from_ref(&file), &args)?);
+    let mut ok = true;
+    commands::run(&settings, std::slice::from_ref(&file), &args, &mut |view| {
+        ok &= view.ok();
+        Ok(())
+    })?;
+    assert!(ok, "building the cache failed");
 
     let mut times = Vec::new();
     let (mut rows, mut entries) = (0, 0);

@@ -10,6 +10,7 @@
 //! [`model`] holds the tch transformer code the neural tasks use, and [`train`] the
 //! training engine they share (it knows nothing of tasks, the store or the scheduler).
 
+pub mod bench;
 pub mod commands;
 pub mod events;
 pub mod graph;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Parser, Subcommand};
+use orchestrate::commands::view::{render, View};
 use orchestrate::commands::{self, RunArgs, Settings};
 use orchestrate::reporter::Mode;
 use orchestrate::spec::executor::ExecutorKind;
@@ -138,6 +139,14 @@ enum Command {
 
 static CANCEL: AtomicBool = AtomicBool::new(false);
 
+/// Prints a command's view as `mode` wants it; returns whether the command succeeded.
+fn show<V: View>(view: &V, mode: Mode) -> anyhow::Result<bool> {
+    let text = render(view, mode)?;
+    print!("{}", text.stdout);
+    eprint!("{}", text.stderr);
+    Ok(view.ok())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let mode = if cli.json {
@@ -160,7 +169,6 @@ fn main() -> ExitCode {
             "interrupting: running tasks stop at their next step, nothing partial is kept (Ctrl-C again to quit now)"
         );
     });
-    let printed = |out: anyhow::Result<String>| out.map(|text| print!("{text}")).map(|()| true);
     let result = match cli.command {
         Command::Run {
             files,
@@ -182,12 +190,24 @@ fn main() -> ExitCode {
                 detach,
                 individual_runs: runs,
             };
-            commands::run(&settings, &files, &args)
+            let mut ok = true;
+            commands::run(&settings, &files, &args, &mut |view| {
+                ok &= show(&view, mode)?;
+                Ok(())
+            })
+            .map(|()| ok)
         }
-        Command::Plan { files } => printed(commands::plan_command(&settings, &files)),
-        Command::Status { files, follow } => commands::status(&settings, &files, follow, &CANCEL),
+        Command::Plan { files } => commands::plan_command(&settings, &files).and_then(|v| show(&v, mode)),
+        Command::Status { files, follow } => {
+            let mut ok = true;
+            commands::status(&settings, &files, follow, &CANCEL, &mut |view| {
+                ok &= show(&view, mode)?;
+                Ok(())
+            })
+            .map(|()| ok)
+        }
         Command::Worker { experiment, task, key } => commands::worker(&settings, &experiment, &task, &key, &CANCEL),
-        Command::Why { task, experiment } => printed(commands::why(&settings, &experiment, &task)),
+        Command::Why { task, experiment } => commands::why(&settings, &experiment, &task).and_then(|v| show(&v, mode)),
         Command::Report { files, runs, compare } => commands::report(
             &settings,
             &files,
@@ -195,15 +215,17 @@ fn main() -> ExitCode {
                 individual_runs: runs,
                 compare,
             },
-        ),
-        Command::Gc { files, dry_run } => printed(commands::gc(&settings, &files, dry_run)),
-        Command::Ls => printed(commands::ls(&settings)),
-        Command::Inspect { model, method, sets } => printed(commands::inspect(&model, &method, &sets)),
-        Command::BenchMatmul { threads, seconds } => printed(commands::bench_matmul(&settings, threads, seconds)),
-        Command::Verify => commands::verify(&settings).map(|(out, clean)| {
-            print!("{out}");
-            clean
-        }),
+        )
+        .and_then(|v| show(&v, mode)),
+        Command::Gc { files, dry_run } => commands::gc(&settings, &files, dry_run).and_then(|v| show(&v, mode)),
+        Command::Ls => commands::ls(&settings).and_then(|v| show(&v, mode)),
+        Command::Inspect { model, method, sets } => {
+            commands::inspect(&model, &method, &sets).and_then(|v| show(&v, mode))
+        }
+        Command::BenchMatmul { threads, seconds } => {
+            orchestrate::bench::matmul(threads, seconds).and_then(|v| show(&v, mode))
+        }
+        Command::Verify => commands::verify(&settings).and_then(|v| show(&v, mode)),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

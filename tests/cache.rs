@@ -285,7 +285,12 @@ fn gc_keeps_what_experiments_reference() {
         reports_dir: sandbox.path("reports"),
         mode: orchestrate::reporter::Mode::Quiet,
     };
-    let out = orchestrate::commands::gc(&settings, &[sandbox.path("exp.toml")], true).unwrap();
+    let collected = orchestrate::commands::gc(&settings, &[sandbox.path("exp.toml")], true).unwrap();
+    assert_eq!(collected.artifacts.len(), 1, "{collected:?}");
+    assert_eq!(collected.artifacts[0].task.as_deref(), Some("logreg"));
+    let out = orchestrate::commands::view::render(&collected, settings.mode)
+        .unwrap()
+        .stdout;
     assert!(out.contains("would remove 1 artifacts"), "{out}");
     assert_eq!(sandbox.store().list().unwrap().len(), 5, "dry run removes nothing");
     orchestrate::commands::gc(&settings, &[sandbox.path("exp.toml")], false).unwrap();

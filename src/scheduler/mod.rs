@@ -117,6 +117,29 @@ pub fn run(plan: &Plan, store: &Store, options: &Options, emit: &(dyn Fn(Envelop
     Ok(summary)
 }
 
+/// Follows the jobs of an earlier (detached) Slurm run of this plan's experiment until
+/// every one is over, as that run's driver would have; the summary has the followed jobs.
+pub fn follow(
+    plan: &Plan,
+    store: &Store,
+    record: &mut slurm::RunRecord,
+    cancel: &AtomicBool,
+    emit: &(dyn Fn(Envelope) + Sync),
+) -> Result<Summary> {
+    let options = Options {
+        jobs: 1,
+        only: None,
+        fail_fast: false,
+        cancel,
+        executor: Some(ExecutorKind::Slurm),
+        detach: false,
+    };
+    let graph = TaskGraph::new(&plan.experiment.tasks);
+    let mut summary = Summary::default();
+    slurm::follow(plan, store, &graph, record, &options, &Emitter::new(emit), &mut summary)?;
+    Ok(summary)
+}
+
 /// Selects the tasks, announces the run and reports (and records) the cached ones.
 fn prepare(
     plan: &Plan,

@@ -28,9 +28,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::util::{file_digest, write_atomic};
 
+pub mod gc;
 pub mod lock;
 pub mod resume;
 
+pub use gc::{gc, Collected};
 pub use lock::{read_holder, ArtifactLock, LockHolder};
 
 pub const MANIFEST: &str = "manifest.json";

@@ -9,8 +9,11 @@
 //! A job's own state is not trusted for success: when a job completes, the driver verifies
 //! its artifact in the store (manifest and hashes). A failed job fails its task with the
 //! tail of the job's stderr; its dependents are cancelled and reported as skipped.
+//!
+//! What a poll means is decided by a pure transition, [`Follow::step`] (see [`follow`]):
+//! this module only submits, polls (`squeue`, `scontrol`), and carries out its steps.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::Ordering;
@@ -19,7 +22,13 @@ use std::time::Duration;
 use anyhow::{bail, Context as _, Result};
 use serde::{Deserialize, Serialize};
 
-use super::{reasons, skip_dependents, Emitter, Options, Outcome, Prepared, Summary};
+mod follow;
+mod job;
+
+pub use follow::{Artifact, Failure, Follow, Observation, Skip, Step};
+pub use job::{JobOutcome, JobState};
+
+use super::{reasons, Emitter, Options, Outcome, Prepared, Summary};
 use crate::events::Event;
 use crate::graph::TaskGraph;
 use crate::plan::Plan;
@@ -33,13 +42,13 @@ pub struct JobRecord {
     pub task: String,
     pub key: String,
     pub job_id: String,
-    /// Last Slurm state seen (`PENDING`, `RUNNING`, `COMPLETED`, …).
-    pub state: String,
+    /// Last Slurm state seen.
+    pub state: JobState,
     /// Where the job's stdout and stderr go.
     pub stdout: PathBuf,
     pub stderr: PathBuf,
-    /// The driver's verdict once the job is over: `finished`, `failed`, `skipped`.
-    pub outcome: Option<String>,
+    /// The driver's verdict once the job is over.
+    pub outcome: Option<JobOutcome>,
 }
 
 /// Everything the driver submitted in one run; `status` reads it back.
@@ -191,7 +200,7 @@ pub fn run(
             task: task.name.clone(),
             key: entry.key.clone(),
             job_id,
-            state: "PENDING".into(),
+            state: JobState::Pending,
             stdout,
             stderr,
             outcome: None,
@@ -207,8 +216,9 @@ pub fn run(
     follow(plan, store, &prepared.graph, &mut record, options, emitter, summary)
 }
 
-/// Polls the run's jobs until every one is over, turning state changes into events.
-pub fn follow(
+/// Polls the run's jobs until every one is over, turning what [`Follow::step`] decides into
+/// events, outcomes and `scancel`s.
+pub(super) fn follow(
     plan: &Plan,
     store: &Store,
     graph: &TaskGraph,
@@ -218,172 +228,143 @@ pub fn follow(
     summary: &mut Summary,
 ) -> Result<()> {
     let experiment = plan.experiment;
-    let index_of: BTreeMap<String, usize> = experiment
-        .tasks
+    let tasks = job_tasks(plan, record)?;
+    let position: BTreeMap<usize, usize> = tasks.iter().enumerate().map(|(job, &task)| (task, job)).collect();
+    let dependents = tasks
         .iter()
-        .enumerate()
-        .map(|(i, t)| (t.name.clone(), i))
+        .map(|&task| {
+            graph
+                .dependents(task)
+                .filter_map(|d| position.get(&d).copied())
+                .collect()
+        })
         .collect();
-    let mut pending: BTreeSet<usize> = BTreeSet::new();
-    for job in &record.jobs {
-        let Some(&index) = index_of.get(&job.task) else {
-            bail!(
-                "run {} has task `{}`, which the experiment no longer declares",
-                record.run_id,
-                job.task
-            )
-        };
-        if plan.entries[index].key != job.key {
-            bail!(
-                "task `{}` changed since run {} submitted it; rerun instead of following",
-                job.task,
-                record.run_id
-            );
-        }
-        if job.outcome.is_none() {
-            pending.insert(index);
-        }
-    }
-    let mut started: BTreeSet<usize> = BTreeSet::new();
+    let mut machine = Follow::new(dependents, options.fail_fast);
+    let artifact = |job: &JobRecord| match store.lookup(&job.key) {
+        Lookup::Hit(manifest) => Artifact::Published {
+            duration_s: manifest.duration_s,
+            metrics: read_metrics(store, &job.key),
+        },
+        Lookup::Miss => Artifact::Missing,
+        Lookup::Corrupt(detail) => Artifact::Corrupt(detail),
+    };
     let poll = Duration::from_secs_f64(experiment.executor.poll_interval.unwrap_or(1.0).max(0.05));
-    while !pending.is_empty() {
-        if options.cancel.load(Ordering::Relaxed) {
-            cancel(
-                record
-                    .jobs
-                    .iter()
-                    .filter(|j| j.outcome.is_none())
-                    .map(|j| j.job_id.as_str()),
-            );
-            for &index in &pending {
-                let because = "the run was interrupted; its Slurm job was cancelled".to_string();
-                emitter.send(Event::TaskSkipped {
-                    task: experiment.tasks[index].name.clone(),
-                    because: because.clone(),
-                });
-                summary.outcomes.insert(index, Outcome::Skipped(because));
-                set_outcome(record, &experiment.tasks[index].name, "skipped");
-            }
-            save(store, record)?;
-            return Ok(());
+    while record.is_active() {
+        let interrupted = options.cancel.load(Ordering::Relaxed);
+        let states = if interrupted {
+            BTreeMap::new()
+        } else {
+            let ids: Vec<String> = undecided(record).map(|j| j.job_id.clone()).collect();
+            query(&ids)
+        };
+        let before = record.jobs.clone();
+        let seen = Observation {
+            states: &states,
+            artifact: &artifact,
+            interrupted,
+        };
+        for step in machine.step(&mut record.jobs, &seen) {
+            apply(plan, record, &tasks, step, options, emitter, summary);
         }
-        let ids: Vec<String> = record
-            .jobs
-            .iter()
-            .filter(|j| j.outcome.is_none())
-            .map(|j| j.job_id.clone())
-            .collect();
-        let states = query(&ids);
-        let mut changed = false;
-        for job_index in 0..record.jobs.len() {
-            let job = record.jobs[job_index].clone();
-            let index = index_of[&job.task];
-            if !pending.contains(&index) {
-                continue;
-            }
-            let state = states.get(&job.job_id).cloned();
-            if let Some(state) = &state {
-                if *state != job.state {
-                    record.jobs[job_index].state = state.clone();
-                    changed = true;
-                }
-            }
-            let task = &experiment.tasks[index];
-            let announce_start = |started: &mut BTreeSet<usize>| {
-                if started.insert(index) {
-                    emitter.send(Event::TaskStarted {
-                        task: task.name.clone(),
-                        kind: task.kind.kind().to_string(),
-                        key: job.key.clone(),
-                        reasons: reasons(plan, index),
-                    });
-                }
-            };
-            let verdict = match state.as_deref() {
-                Some("RUNNING" | "COMPLETING") => {
-                    announce_start(&mut started);
-                    continue;
-                }
-                Some("COMPLETED") | None => {
-                    // A vanished job (purged from Slurm's memory) is judged by its artifact too.
-                    match (store.lookup(&job.key), state.is_none()) {
-                        (Lookup::Hit(manifest), _) => Ok((manifest.duration_s, read_metrics(store, &job.key))),
-                        (Lookup::Miss, true) => Err(format!(
-                            "job {} vanished from Slurm without an artifact{}",
-                            job.job_id,
-                            stderr_tail(&job.stderr)
-                        )),
-                        (Lookup::Miss, false) => Err(format!(
-                            "job {} completed but published no artifact{}",
-                            job.job_id,
-                            stderr_tail(&job.stderr)
-                        )),
-                        (Lookup::Corrupt(detail), _) => Err(format!(
-                            "job {} completed but its artifact is corrupt ({detail})",
-                            job.job_id
-                        )),
-                    }
-                }
-                Some("CANCELLED") if summary.outcomes.contains_key(&index) => continue,
-                Some(
-                    state @ ("FAILED" | "CANCELLED" | "TIMEOUT" | "OUT_OF_MEMORY" | "NODE_FAIL" | "BOOT_FAIL"
-                    | "DEADLINE" | "PREEMPTED"),
-                ) => Err(format!("Slurm job {} {state}{}", job.job_id, stderr_tail(&job.stderr))),
-                Some(_) => continue,
-            };
-            announce_start(&mut started);
-            pending.remove(&index);
-            changed = true;
-            match verdict {
-                Ok((duration_s, metrics)) => {
-                    emitter.send(Event::TaskFinished {
-                        task: task.name.clone(),
-                        key: job.key.clone(),
-                        duration_s,
-                        metrics: metrics.clone(),
-                    });
-                    summary.outcomes.insert(index, Outcome::Ran { duration_s, metrics });
-                    set_outcome(record, &task.name, "finished");
-                }
-                Err(error) => {
-                    emitter.send(Event::TaskFailed {
-                        task: task.name.clone(),
-                        error: error.clone(),
-                    });
-                    summary.outcomes.insert(index, Outcome::Failed(error));
-                    set_outcome(record, &task.name, "failed");
-                    // Slurm cancels them too (kill-on-invalid-dep); do not wait for it.
-                    let skipped = skip_dependents(plan, graph, index, &mut pending, emitter, summary);
-                    let names: BTreeSet<&str> = skipped.iter().map(|&i| experiment.tasks[i].name.as_str()).collect();
-                    cancel(
-                        record
-                            .jobs
-                            .iter()
-                            .filter(|j| names.contains(j.task.as_str()))
-                            .map(|j| j.job_id.as_str()),
-                    );
-                    for name in names {
-                        set_outcome(record, name, "skipped");
-                    }
-                    if options.fail_fast {
-                        options.cancel.store(true, Ordering::Relaxed);
-                    }
-                }
-            }
-        }
-        if changed {
+        if record.jobs != before {
             save(store, record)?;
         }
-        if !pending.is_empty() {
+        if record.is_active() {
             std::thread::sleep(poll);
         }
     }
     Ok(())
 }
 
-fn set_outcome(record: &mut RunRecord, task: &str, outcome: &str) {
-    if let Some(job) = record.jobs.iter_mut().find(|j| j.task == task) {
-        job.outcome = Some(outcome.to_string());
+/// The task of each job in the record; refuses a record the experiment no longer matches.
+fn job_tasks(plan: &Plan, record: &RunRecord) -> Result<Vec<usize>> {
+    record
+        .jobs
+        .iter()
+        .map(|job| {
+            let Some(index) = plan.experiment.find(&job.task) else {
+                bail!(
+                    "run {} has task `{}`, which the experiment no longer declares",
+                    record.run_id,
+                    job.task
+                )
+            };
+            if plan.entries[index].key != job.key {
+                bail!(
+                    "task `{}` changed since run {} submitted it; rerun instead of following",
+                    job.task,
+                    record.run_id
+                );
+            }
+            Ok(index)
+        })
+        .collect()
+}
+
+fn undecided(record: &RunRecord) -> impl Iterator<Item = &JobRecord> {
+    record.jobs.iter().filter(|j| j.outcome.is_none())
+}
+
+/// Carries out one step of the follow: the events users see, the summary, `scancel`.
+fn apply(
+    plan: &Plan,
+    record: &RunRecord,
+    tasks: &[usize],
+    step: Step,
+    options: &Options,
+    emitter: &Emitter,
+    summary: &mut Summary,
+) {
+    let task_of = |job: usize| &plan.experiment.tasks[tasks[job]];
+    match step {
+        Step::Started { job } => {
+            let task = task_of(job);
+            emitter.send(Event::TaskStarted {
+                task: task.name.clone(),
+                kind: task.kind.kind().to_string(),
+                key: record.jobs[job].key.clone(),
+                reasons: reasons(plan, tasks[job]),
+            });
+        }
+        Step::Finished {
+            job,
+            duration_s,
+            metrics,
+        } => {
+            emitter.send(Event::TaskFinished {
+                task: task_of(job).name.clone(),
+                key: record.jobs[job].key.clone(),
+                duration_s,
+                metrics: metrics.clone(),
+            });
+            summary
+                .outcomes
+                .insert(tasks[job], Outcome::Ran { duration_s, metrics });
+        }
+        Step::Failed { job, failure } => {
+            let submitted = &record.jobs[job];
+            let tail = if failure.shows_stderr() {
+                stderr_tail(&submitted.stderr)
+            } else {
+                String::new()
+            };
+            let error = failure.message(&submitted.job_id, &tail);
+            emitter.send(Event::TaskFailed {
+                task: task_of(job).name.clone(),
+                error: error.clone(),
+            });
+            summary.outcomes.insert(tasks[job], Outcome::Failed(error));
+        }
+        Step::Skipped { job, because } => {
+            let because = because.to_string();
+            emitter.send(Event::TaskSkipped {
+                task: task_of(job).name.clone(),
+                because: because.clone(),
+            });
+            summary.outcomes.insert(tasks[job], Outcome::Skipped(because));
+        }
+        Step::Cancel { jobs } => cancel(jobs.iter().map(|&job| record.jobs[job].job_id.as_str())),
+        Step::Interrupt => options.cancel.store(true, Ordering::Relaxed),
     }
 }
 
@@ -412,7 +393,7 @@ fn submit(args: &[String]) -> Result<String> {
 }
 
 /// Current states of the given jobs; jobs Slurm no longer knows are absent.
-fn query(ids: &[String]) -> BTreeMap<String, String> {
+fn query(ids: &[String]) -> BTreeMap<String, JobState> {
     let mut states = BTreeMap::new();
     if ids.is_empty() {
         return states;
@@ -425,7 +406,7 @@ fn query(ids: &[String]) -> BTreeMap<String, String> {
     if let Some(output) = listed.ok().filter(|o| o.status.success()) {
         for line in String::from_utf8_lossy(&output.stdout).lines() {
             if let Some((id, state)) = line.trim().split_once(' ') {
-                states.insert(id.to_string(), state.trim().to_string());
+                states.insert(id.to_string(), JobState::parse(state));
             }
         }
     }
@@ -437,7 +418,7 @@ fn query(ids: &[String]) -> BTreeMap<String, String> {
                 .split_whitespace()
                 .find_map(|field| field.strip_prefix("JobState="))
             {
-                states.insert(id.clone(), state.to_string());
+                states.insert(id.clone(), JobState::parse(state));
             }
         }
     }
