@@ -11,7 +11,7 @@ use std::path::Path;
 #[path = "common/golden.rs"]
 mod golden;
 use golden::check;
-use orchestrate::report::{self, plots, Report, Row};
+use orchestrate::report::{self, analysis, plots, Report, Row};
 use orchestrate::tasks::Metrics;
 use regex::Regex;
 use serde_json::json;
@@ -208,7 +208,7 @@ fn a_comparison_shows_only_differing_parameters_as_columns() {
 
 /// The one answer for `synthetic`'s single LoRA curve, and the markdown that states it.
 fn rank_answer(report: &Report) -> (Option<f64>, String) {
-    let answers = plots::lowest_ranks_beating_head_tuning(&report.entries());
+    let answers = analysis::lowest_ranks_beating_head_tuning(&report.entries());
     assert_eq!(answers.len(), 1, "one curve, one head-tuning level: {answers:?}");
     (answers[0].rank, report::markdown(report))
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Result};
 
 use super::tokenize::{self, model_files, model_path};
-use super::{features, Context, Metrics, Slot, Task};
+use super::{features, Context, Metrics, ReportRole, Slot, Task};
 use crate::model::Method;
 use crate::train::{self, TrainParams};
 
@@ -32,6 +32,13 @@ impl Task for Headtune {
 
     fn reports() -> bool {
         true
+    }
+
+    fn report_role() -> ReportRole {
+        ReportRole::Reference {
+            label: "head-tuning",
+            bar: true,
+        }
     }
 
     fn run(params: &TrainParams, ctx: &Context) -> Result<Metrics> {

@@ -193,6 +193,10 @@ impl Task for Lora {
 
     trains_on_tokens!(Params);
 
+    fn report_role() -> crate::tasks::ReportRole {
+        crate::tasks::ReportRole::RankCurve { rank: "r" }
+    }
+
     fn run(params: &Params, ctx: &Context) -> Result<Metrics> {
         let _torch = train::exclusive_torch();
         let spec = params.spec();

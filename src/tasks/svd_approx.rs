@@ -55,6 +55,10 @@ impl Task for SvdApprox {
         true
     }
 
+    fn report_role() -> crate::tasks::ReportRole {
+        crate::tasks::ReportRole::RankCurve { rank: "rank" }
+    }
+
     fn run(params: &Params, ctx: &Context) -> Result<Metrics> {
         let tokens = tokenize::load(&ctx.input("tokens")?.dir)?;
         let n_classes = tokens.shape.n_classes;
