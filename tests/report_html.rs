@@ -8,13 +8,13 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-#[path = "common/golden.rs"]
-mod golden;
-use golden::check;
+mod support;
+
 use orchestrate::report::{self, analysis, plots, Report, Row};
 use orchestrate::tasks::Metrics;
 use regex::Regex;
 use serde_json::json;
+use support::golden::check;
 
 fn run(group: &str, kind: &str, sweep: &[(&str, &str)], metrics: Metrics) -> Row {
     let sweep: Vec<(String, String)> = sweep.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
