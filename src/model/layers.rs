@@ -242,8 +242,9 @@ pub(crate) fn py_float(x: f64) -> String {
 /// additive `mask`, with dropout on the attention probabilities when training.
 ///
 /// Without dropout (evaluation, or a model without attention dropout) it is libtorch's fused
-/// `scaled_dot_product_attention` (flash attention on CPU): the same result, ~5× faster at 512
-/// tokens, without materialising the `[batch, heads, seq, seq]` scores. With dropout it is
+/// `scaled_dot_product_attention` (flash attention on CPU): the same result, faster on long
+/// inputs, as it never materialises the `[batch, heads, seq, seq]` scores (measured in
+/// docs/performance.md). With dropout it is
 /// transformers' eager attention, so training draws its dropout masks exactly as before
 /// (libtorch's fused kernels do not take dropout on CPU: they fall back to a slower one).
 pub(crate) fn attention(
