@@ -1,5 +1,5 @@
 //! Embed libtorch's directory as an rpath so binaries and tests run without
-//! LD_LIBRARY_PATH (see ../shared/TOOLCHAIN.md).
+//! LD_LIBRARY_PATH (see docs/toolchain.md).
 fn main() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     // torch-sys declares links = "tch", so its metadata arrives as DEP_TCH_*.

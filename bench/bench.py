@@ -1,6 +1,6 @@
 """orchestrate vs Hugging Face (transformers + peft) vs scikit-learn, same model, data and
 hyperparameters, one table. Run through bench/run.sh, which makes the venv and builds
-orchestrate; see the README's "Performance" section.
+orchestrate; see docs/performance.md.
 
 For every max_len and method it runs, each in its own process:
   (a) the seed recipe (bench/hf_job.py --variant seed),
@@ -10,7 +10,7 @@ For every max_len and method it runs, each in its own process:
   (d) for head-tuning, orchestrate with the frozen encoder's features computed in
       bfloat16 (`dtype = "bfloat16"`) instead of float32,
   (g) for full fine-tuning and LoRA, orchestrate with `group_by_length = true` (batches of
-      similar lengths: faster, see the README on accuracy),
+      similar lengths: faster, see docs/performance.md on accuracy),
 and records train samples/s, eval samples/s, wall time and peak RSS (from wait4's rusage
 of that process) and accuracy. Ratios are (c) over (a) and (b): train samples/s and wall
 time (a ratio > 1 means orchestrate is faster).

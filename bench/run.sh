@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The speed benchmark of issue 8: orchestrate vs Hugging Face (transformers + peft, the seed
 # recipe and HF's best practice) vs scikit-learn, same model (all-MiniLM-L6-v2), data and
-# hyperparameters, in one go; prints one markdown table (README "Performance").
+# hyperparameters, in one go; prints one markdown table (docs/performance.md).
 #
 #   bash bench/run.sh      # default: full/LoRA 128 train reviews, 1 epoch; head-tuning 32, 3 epochs;
 #                          # 64 eval reviews (TF-IDF: the whole sample); max_len 512 and 256

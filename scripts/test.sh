@@ -15,7 +15,9 @@ bash tests/slurm/start.sh
 trap 'bash tests/slurm/stop.sh' EXIT
 # shellcheck disable=SC1091
 source target/slurm-ws/slurm.env
-ORCHESTRATE_REQUIRE_SLURM=1 cargo test --locked
+# A test whose resource is missing fails here instead of skipping (tests/support/resources.rs):
+# Slurm from step 2, the model from step 1, and a tmpfs, which CI can mount as it runs as root.
+ORCHESTRATE_REQUIRE_SLURM=1 ORCHESTRATE_REQUIRE_MINILM=1 ORCHESTRATE_REQUIRE_TMPFS=1 cargo test --locked
 bash scripts/setup-hf.sh
 bash scripts/roundtrip.sh
 bash tests/browser/check.sh

@@ -3,39 +3,18 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::sync::LazyLock;
 
 use orchestrate::plan::{self, Reason, Status};
-use orchestrate::scheduler::{self, Options, Outcome};
+use orchestrate::scheduler::Outcome;
 use orchestrate::spec;
 use orchestrate::store::Store;
 
 mod support;
 
-const EXPERIMENT: &str = r#"
-[experiment]
-name = "tiny"
-
-[datasets.data]
-train = "train.csv"
-eval = "eval.csv"
-text_column = "review"
-
-[tasks.tfidf]
-kind = "tfidf"
-inputs = { data = "data" }
-max_features = 50
-
-[tasks.logreg]
-kind = "logreg"
-inputs = { features = "tfidf" }
-c = 1.0
-
-[tasks.nb]
-kind = "naive_bayes"
-inputs = { features = "tfidf" }
-alpha = 1.0
-"#;
+/// The shared tiny experiment with a single naive Bayes, so that the tests edit `alpha`.
+static EXPERIMENT: LazyLock<String> =
+    LazyLock::new(|| support::edited(support::EXPERIMENT, &[("sweep.alpha = [0.5, 1.0]", "alpha = 1.0")]));
 
 struct Sandbox {
     dir: tempfile::TempDir,
@@ -44,7 +23,7 @@ struct Sandbox {
 impl Sandbox {
     fn new() -> Self {
         Self {
-            dir: support::sandbox_with(EXPERIMENT),
+            dir: support::sandbox_with(&EXPERIMENT),
         }
     }
 
@@ -63,24 +42,7 @@ impl Sandbox {
 
     /// Runs an experiment file; returns task name → outcome.
     fn run(&self, file: &str) -> BTreeMap<String, Outcome> {
-        let experiment = spec::load(&self.path(file)).unwrap();
-        let store = self.store();
-        let plan = plan::plan(&experiment, &store).unwrap();
-        let cancel = AtomicBool::new(false);
-        let options = Options {
-            jobs: 2,
-            only: None,
-            fail_fast: false,
-            cancel: &cancel,
-            executor: None,
-            detach: false,
-        };
-        let summary = scheduler::run(&plan, &store, &options, &|_| {}).unwrap();
-        summary
-            .outcomes
-            .into_iter()
-            .map(|(i, o)| (experiment.tasks[i].name.clone(), o))
-            .collect()
+        support::run_in_process(&self.path(file), &self.path("cache"), 2)
     }
 
     fn statuses(&self, file: &str) -> BTreeMap<String, Status> {
@@ -259,8 +221,9 @@ fn failures_do_not_stop_independent_branches() {
     // A file without the text column: only running the dataset task finds that out.
     sandbox.write("broken.csv", "text,label\nfine,1\n");
     let body = format!(
-        "{EXPERIMENT}\n[datasets.broken]\ntrain = \"broken.csv\"\neval = \"broken.csv\"\ntext_column = \"review\"\n\n\
-         [tasks.broken_tfidf]\nkind = \"tfidf\"\ninputs = {{ data = \"broken\" }}\n"
+        "{}\n[datasets.broken]\ntrain = \"broken.csv\"\neval = \"broken.csv\"\ntext_column = \"review\"\n\n\
+         [tasks.broken_tfidf]\nkind = \"tfidf\"\ninputs = {{ data = \"broken\" }}\n",
+        *EXPERIMENT
     );
     sandbox.write("exp.toml", &body);
     let outcomes = sandbox.run("exp.toml");

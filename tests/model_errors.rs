@@ -1,23 +1,13 @@
 //! Bad input: each mistake gives a clear error naming the file and, where there is one,
 //! the tensor.
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::Path;
 
 use orchestrate::model::{self, DeviceChoice, LoadOptions, ModelError};
+use support::models::{cpu, fixture};
 use tch::Tensor;
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/models")
-        .join(name)
-}
-
-fn cpu() -> LoadOptions {
-    LoadOptions {
-        device: DeviceChoice::Cpu,
-        ..LoadOptions::default()
-    }
-}
 
 /// A temp copy of a fixture folder.
 fn copy_of(name: &str) -> tempfile::TempDir {

@@ -1,7 +1,10 @@
 //! The default model, all-MiniLM-L6-v2 (installed by scripts/setup.sh into
 //! models/all-MiniLM-L6-v2/): it loads as BERT and its mean-pooled embeddings put two
 //! paraphrases closer together than an unrelated sentence. Skipped, with a message, when
-//! the model is not installed.
+//! the model is not installed, unless `ORCHESTRATE_REQUIRE_MINILM=1` (set by scripts/test.sh,
+//! which installs it) makes that a failure.
+
+mod support;
 
 use std::path::PathBuf;
 
@@ -11,12 +14,9 @@ use tch::{Kind, Tensor};
 
 fn minilm() -> Option<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/all-MiniLM-L6-v2");
-    if dir.join("model.safetensors").is_file() {
-        Some(dir)
-    } else {
-        println!("skipped: {} is not installed (run scripts/setup.sh)", dir.display());
-        None
-    }
+    let missing = (!dir.join("model.safetensors").is_file())
+        .then(|| format!("{} is not installed (run scripts/setup.sh)", dir.display()));
+    support::resources::available("MINILM", missing).then_some(dir)
 }
 
 /// Mean of the last hidden states over real tokens, L2-normalised (sentence-transformers'

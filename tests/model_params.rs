@@ -1,20 +1,18 @@
 //! Parameter counts (random init from the distilbert-base-uncased config, no weights)
 //! and `orchestrate inspect`'s report.
 
+mod support;
+
 use std::path::PathBuf;
 
 use orchestrate::model::{self, inspect, DeviceChoice, LoadOptions, Method};
 
 fn base_config() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/distilbert-base-uncased-config/config.json")
+    support::models::fixture("distilbert-base-uncased-config/config.json")
 }
 
 fn fixture(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/models")
-        .join(name)
-        .to_string_lossy()
-        .into_owned()
+    support::models::fixture(name).to_string_lossy().into_owned()
 }
 
 fn base_model() -> model::LoadedModel {

@@ -3,25 +3,13 @@
 //! hidden states transformers computed, within 1e-4, including a padded batch; and the
 //! printed module tree is transformers' `print(model)`.
 
-use std::path::PathBuf;
+mod support;
 
-use orchestrate::model::{self, DeviceChoice, LoadOptions};
+use orchestrate::model::{self, LoadOptions};
+use support::models::{cpu, fixture};
 use tch::Tensor;
 
 const TOL: f64 = 1e-4;
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/models")
-        .join(name)
-}
-
-fn cpu() -> LoadOptions {
-    LoadOptions {
-        device: DeviceChoice::Cpu,
-        ..LoadOptions::default()
-    }
-}
 
 fn expected(name: &str) -> Vec<(String, Tensor)> {
     Tensor::read_safetensors(fixture(name).join("expected.safetensors")).expect("expected.safetensors")

@@ -5,24 +5,14 @@
 //! logits (`rust_outputs.safetensors`) are kept there for scripts/check_roundtrip.py, which
 //! loads them with transformers (see scripts/roundtrip.sh).
 
+mod support;
+
 use std::path::{Path, PathBuf};
 
 use orchestrate::model::adapters::{self, BiasMode, Ia3Spec, LoraInit, LoraSpec};
-use orchestrate::model::{self, DeviceChoice, LoadOptions, Method};
+use orchestrate::model::{self, LoadOptions, Method};
+use support::models::{cpu, fixture};
 use tch::Tensor;
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/models")
-        .join(name)
-}
-
-fn cpu() -> LoadOptions {
-    LoadOptions {
-        device: DeviceChoice::Cpu,
-        ..LoadOptions::default()
-    }
-}
 
 /// Adds seeded noise to `params`, as training would, so a round trip cannot pass on
 /// untouched pretrained weights.

@@ -1,13 +1,13 @@
 //! Torch threads: as set, else the available cores. Its own test binary, because the
 //! thread count is process-global and other tests load models in parallel.
 
-use std::path::PathBuf;
+mod support;
 
 use orchestrate::model::{self, DeviceChoice, LoadOptions};
 
 #[test]
 fn threads_default_to_available_cores() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/tiny-bert");
+    let dir = support::models::fixture("tiny-bert");
     let opts = LoadOptions {
         device: DeviceChoice::Cpu,
         threads: Some(1),

@@ -1,24 +1,19 @@
 //! The transformer tasks on the tiny random BERT fixture and a small separable dataset
 //! whose words are in the fixture's vocabulary.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 
 use orchestrate::plan;
-use orchestrate::scheduler::{self, Options, Outcome};
+use orchestrate::scheduler::Outcome;
 use orchestrate::spec;
 use orchestrate::store::Store;
 use serde_json::Value;
 
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
 fn experiment(body: &str) -> String {
-    format!(
-        "[defaults]\nmodel = \"{ROOT}/tests/fixtures/models/tiny-bert\"\nthreads = 1\n\
-         [datasets.data]\ntrain = \"{ROOT}/tests/fixtures/tiny-lm/train.csv\"\neval = \"{ROOT}/tests/fixtures/tiny-lm/eval.csv\"\n\
-         [tasks.tokens]\nkind = \"tokenize\"\ninputs = \"data\"\nmax_len = 32\n{body}"
-    )
+    support::models::tiny_bert_experiment("", body)
 }
 
 struct Run {
@@ -57,25 +52,8 @@ impl Run {
 fn run(dir: &Path, cache: &str, body: &str) -> Run {
     let path = dir.join("exp.toml");
     std::fs::write(&path, experiment(body)).unwrap();
-    let experiment = spec::load(&path).unwrap_or_else(|e| panic!("{e}"));
     let cache = dir.join(cache);
-    let store = Store::open(&cache).unwrap();
-    let plan = plan::plan(&experiment, &store).unwrap();
-    let cancel = AtomicBool::new(false);
-    let options = Options {
-        jobs: 1,
-        only: None,
-        fail_fast: false,
-        cancel: &cancel,
-        executor: None,
-        detach: false,
-    };
-    let summary = scheduler::run(&plan, &store, &options, &|_| {}).unwrap();
-    let outcomes = summary
-        .outcomes
-        .into_iter()
-        .map(|(i, o)| (experiment.tasks[i].name.clone(), o))
-        .collect();
+    let outcomes = support::run_in_process(&path, &cache, 1);
     Run { outcomes, cache }
 }
 
@@ -164,7 +142,7 @@ fn head_tuning_trains_the_head_only_from_features_computed_once() {
         .join("checkpoint/model.safetensors");
     let tuned = std::fs::read(checkpoint).unwrap();
     let tuned = safetensors::SafeTensors::deserialize(&tuned).unwrap();
-    let base = std::fs::read(format!("{ROOT}/tests/fixtures/models/tiny-bert/model.safetensors")).unwrap();
+    let base = std::fs::read(support::models::fixture("tiny-bert").join("model.safetensors")).unwrap();
     let base = safetensors::SafeTensors::deserialize(&base).unwrap();
     let name = "bert.encoder.layer.0.attention.self.query.weight";
     assert_eq!(tuned.tensor(name).unwrap().data(), base.tensor(name).unwrap().data());
@@ -213,7 +191,7 @@ fn a_checkpoint_whose_head_does_not_fit_the_labels_is_an_error() {
 
 /// Parameters of the tiny BERT fixture by name, from its safetensors file.
 fn fixture_numels() -> BTreeMap<String, usize> {
-    let bytes = std::fs::read(format!("{ROOT}/tests/fixtures/models/tiny-bert/model.safetensors")).unwrap();
+    let bytes = std::fs::read(support::models::fixture("tiny-bert").join("model.safetensors")).unwrap();
     let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     file.tensors()
         .into_iter()

@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 
-#[path = "common/golden.rs"]
-mod golden;
-use golden::check;
+mod support;
+
 use orchestrate::report::{self, Report, Row};
 use orchestrate::tasks::Metrics;
+use support::golden::check;
 
 fn row(task: &str, group: &str, kind: &str, sweep: &[(&str, &str)], metrics: Metrics) -> Row {
     Row {

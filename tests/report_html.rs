@@ -8,13 +8,13 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-#[path = "common/golden.rs"]
-mod golden;
-use golden::check;
-use orchestrate::report::{self, plots, Report, Row};
+mod support;
+
+use orchestrate::report::{self, analysis, plots, Report, Row};
 use orchestrate::tasks::Metrics;
 use regex::Regex;
 use serde_json::json;
+use support::golden::check;
 
 fn run(group: &str, kind: &str, sweep: &[(&str, &str)], metrics: Metrics) -> Row {
     let sweep: Vec<(String, String)> = sweep.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
@@ -208,7 +208,7 @@ fn a_comparison_shows_only_differing_parameters_as_columns() {
 
 /// The one answer for `synthetic`'s single LoRA curve, and the markdown that states it.
 fn rank_answer(report: &Report) -> (Option<f64>, String) {
-    let answers = plots::lowest_ranks_beating_head_tuning(&report.entries());
+    let answers = analysis::lowest_ranks_beating_head_tuning(&report.entries());
     assert_eq!(answers.len(), 1, "one curve, one head-tuning level: {answers:?}");
     (answers[0].rank, report::markdown(report))
 }

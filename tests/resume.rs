@@ -16,17 +16,15 @@ use orchestrate::store::Store;
 use serde_json::Value;
 use support::{count_events, json_lines, orchestrate, orchestrate_process};
 
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const ABORT_AFTER_EPOCH: &str = "ORCHESTRATE_TEST_ABORT_AFTER_EPOCH";
 
 /// The tiny BERT fixture (dropout 0.1, so the random state matters) on the small dataset,
 /// with `tasks` after the tokenizer.
 fn experiment(tasks: &str) -> String {
+    let defaults = "lr = 1e-2\nlogging_steps = 3\n";
     format!(
-        "[experiment]\nname = \"resume\"\n\
-         [defaults]\nmodel = \"{ROOT}/tests/fixtures/models/tiny-bert\"\nthreads = 1\nlr = 1e-2\nlogging_steps = 3\n\
-         [datasets.data]\ntrain = \"{ROOT}/tests/fixtures/tiny-lm/train.csv\"\neval = \"{ROOT}/tests/fixtures/tiny-lm/eval.csv\"\n\
-         [tasks.tokens]\nkind = \"tokenize\"\ninputs = \"data\"\nmax_len = 32\n{tasks}"
+        "[experiment]\nname = \"resume\"\n{}",
+        support::models::tiny_bert_experiment(defaults, tasks)
     )
 }
 

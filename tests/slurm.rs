@@ -1,6 +1,7 @@
 //! The Slurm executor against a real Slurm (tests/slurm/start.sh starts a throwaway
 //! one-node cluster; `scripts/test.sh` does it for CI). Without `SLURM_CONF` these tests
-//! skip with a message, unless `ORCHESTRATE_REQUIRE_SLURM=1` makes that a failure.
+//! skip with a message, unless `ORCHESTRATE_REQUIRE_SLURM=1` makes that a failure
+//! (tests/support/resources.rs).
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -12,45 +13,16 @@ use serde_json::Value;
 mod support;
 use support::{orchestrate, sandbox_with as sandbox};
 
-const EXPERIMENT: &str = r#"[experiment]
-name = "tiny"
-
-[executor]
-poll_interval = 0.2
-cpus = 1
-
-[datasets.data]
-train = "train.csv"
-eval = "eval.csv"
-text_column = "review"
-
-[tasks.tfidf]
-kind = "tfidf"
-inputs = { data = "data" }
-max_features = 50
-
-[tasks.logreg]
-kind = "logreg"
-inputs = { features = "tfidf" }
-
-[tasks.nb]
-kind = "naive_bayes"
-inputs = { features = "tfidf" }
-sweep.alpha = [0.5, 1.0]
-"#;
+/// The shared tiny experiment, run through Slurm (tables may come in any order in TOML).
+fn experiment() -> String {
+    format!("{}\n[executor]\npoll_interval = 0.2\ncpus = 1\n", support::EXPERIMENT)
+}
 
 fn slurm_available() -> bool {
-    if std::env::var_os("SLURM_CONF").is_some() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("ORCHESTRATE_REQUIRE_SLURM").is_none(),
-        "ORCHESTRATE_REQUIRE_SLURM is set but SLURM_CONF is not: start tests/slurm/start.sh"
-    );
-    eprintln!(
-        "skipped: no SLURM_CONF (start a cluster with tests/slurm/start.sh and source target/slurm-ws/slurm.env)"
-    );
-    false
+    let missing = std::env::var_os("SLURM_CONF").is_none().then(|| {
+        "SLURM_CONF is not set: start a cluster with tests/slurm/start.sh and source target/slurm-ws/slurm.env".into()
+    });
+    support::resources::available("SLURM", missing)
 }
 
 /// Runs `orchestrate --json run …`; returns the exit success and the events.
@@ -128,7 +100,7 @@ fn slurm_gives_the_local_executors_results_and_a_rerun_submits_nothing() {
     if !slurm_available() {
         return;
     }
-    let dir = sandbox(EXPERIMENT);
+    let dir = sandbox(&experiment());
     let (ok, slurm) = run_json(dir.path(), &["exp.toml", "--executor", "slurm"]);
     assert!(ok, "{slurm:?}");
     assert_eq!(tasks_with(&slurm, "task_submitted").len(), 5);
@@ -238,7 +210,7 @@ fn killing_the_driver_mid_run_and_rerunning_reuses_finished_artifacts() {
     if !slurm_available() {
         return;
     }
-    let dir = sandbox(EXPERIMENT);
+    let dir = sandbox(&experiment());
     let (mut driver, events) = spawn_driver(dir.path());
     let mut finished_before_kill = Vec::new();
     for event in events {
@@ -269,7 +241,7 @@ fn a_detached_run_is_followed_with_status() {
     if !slurm_available() {
         return;
     }
-    let dir = sandbox(EXPERIMENT);
+    let dir = sandbox(&experiment());
     let (ok, events) = run_json(dir.path(), &["exp.toml", "--executor", "slurm", "--detach"]);
     assert!(ok);
     assert_eq!(tasks_with(&events, "task_submitted").len(), 5);
@@ -299,7 +271,7 @@ fn interrupting_the_driver_cancels_its_jobs() {
         return;
     }
     // A long first job keeps the rest pending.
-    let experiment = EXPERIMENT.replace("cpus = 1", "cpus = 1\nsbatch_args = [\"--begin=now+60\"]");
+    let experiment = experiment().replace("cpus = 1", "cpus = 1\nsbatch_args = [\"--begin=now+60\"]");
     let dir = sandbox(&experiment);
     let (mut driver, events) = spawn_driver(dir.path());
     let mut jobs = Vec::new();

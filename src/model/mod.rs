@@ -99,7 +99,7 @@ pub fn set_threads(threads: Option<usize>) {
 /// The float type an inference task runs its model in (transformers' `dtype`): `float32`
 /// (the default; what training uses) or `bfloat16`, which halves the memory traffic and
 /// uses the CPU's bfloat16 matrix instructions (AVX-512 BF16, AMX) or the GPU's tensor
-/// cores: about 2.5× faster encoding on a Zen 4 core, at bfloat16's ~3 significant digits.
+/// cores: faster encoding (docs/performance.md), at bfloat16's ~3 significant digits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Dtype {

@@ -3,10 +3,13 @@
 //! `reports/<experiment>/`.
 //!
 //! [`collect`] reads rows (one per run) from the cache; [`aggregate`] folds runs that
-//! differ only by a seed into entries (mean ± std); [`table`], [`plots`] and [`html`]
-//! render entries; [`compare`] merges several experiments into one report.
+//! differ only by a seed into entries (mean ± std); [`analysis`] finds what the lab asks of
+//! them (rank curves, the lowest rank beating head-tuning, the Pareto frontier); [`table`],
+//! [`plots`] and [`html`] render entries and that analysis; [`compare`] merges several
+//! experiments into one report.
 
 pub mod aggregate;
+pub mod analysis;
 pub mod compare;
 pub mod html;
 pub mod plots;

@@ -1,15 +1,14 @@
 //! The report's plots as SVG (plotters' SVG backend), each drawn only when the entries
 //! hold its data: accuracy vs rank, accuracy vs trainable parameters with the Pareto
 //! frontier, per-epoch training loss and eval accuracy, and time per task. Error bars are
-//! ± one sample standard deviation over seeds.
-
-use std::collections::BTreeMap;
+//! ± one sample standard deviation over seeds. What to draw (curves, levels, the frontier)
+//! comes from [`super::analysis`]; this module only draws it.
 
 use anyhow::Result;
 use plotters::coord::ranged1d::{AsRangedCoord, SegmentValue, ValueFormatter};
 use plotters::prelude::*;
-use serde::Serialize;
 
+use super::analysis::{self, Point};
 use super::{Entry, Stat};
 
 /// One plot: its file stem (`accuracy-vs-rank`), caption and SVG document.
@@ -19,11 +18,6 @@ pub struct Plot {
     pub title: String,
     pub svg: String,
 }
-
-/// Sweep labels that hold a rank.
-pub const RANK_LABELS: [&str; 2] = ["r", "rank"];
-/// Kinds drawn as horizontal reference levels on the rank plot.
-pub const REFERENCE_KINDS: [(&str, &str); 2] = [("headtune", "head-tuning"), ("finetune", "full fine-tuning")];
 
 const WIDTH: u32 = 760;
 const HEIGHT: u32 = 440;
@@ -53,8 +47,7 @@ enum Mark {
 struct Series {
     label: String,
     mark: Mark,
-    /// x, y (mean ± std), name of the point.
-    points: Vec<(f64, Stat, String)>,
+    points: Vec<Point>,
 }
 
 enum Axis {
@@ -92,105 +85,21 @@ fn color(index: usize) -> RGBAColor {
     PALETTE[index % PALETTE.len()].to_rgba()
 }
 
-/// The rank-swept entries as curves, one per group (and per other sweep coordinate, e.g.
-/// the SVD variant), points sorted by rank.
-fn rank_curves(entries: &[Entry]) -> Vec<Series> {
-    let mut series: Vec<Series> = Vec::new();
-    for entry in entries {
-        let (Some(rank), Some(accuracy)) = (entry.label(&RANK_LABELS), entry.accuracy) else {
-            continue;
-        };
-        let Ok(rank) = rank.parse::<f64>() else { continue };
-        if rank <= 0.0 {
-            continue;
-        }
-        // One curve per group (and per other sweep coordinate, e.g. a learning rate).
-        let others: Vec<String> = entry
-            .labels
-            .iter()
-            .filter(|(k, _)| !RANK_LABELS.contains(&k.as_str()))
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        let mut label = entry.method.clone().unwrap_or_else(|| entry.group.clone());
-        if !others.is_empty() {
-            label = format!("{label} [{}]", others.join(","));
-        }
-        let label = format!("{} · {label}", entry.experiment)
-            .trim_start_matches(" · ")
-            .to_string();
-        match series.iter_mut().find(|s| s.label == label) {
-            Some(s) => s.points.push((rank, accuracy, entry.task.clone())),
-            None => series.push(Series {
-                label,
-                mark: Mark::Line,
-                points: vec![(rank, accuracy, entry.task.clone())],
-            }),
-        }
-    }
-    for s in &mut series {
-        s.points.sort_by(|a, b| a.0.total_cmp(&b.0));
-    }
-    series
-}
-
-/// Head-tuning and full fine-tuning accuracies, the levels a rank curve is read against:
-/// `(label, kind, accuracy)`.
-fn reference_levels(entries: &[Entry]) -> Vec<(String, &'static str, f64)> {
-    entries
-        .iter()
-        .filter_map(|e| {
-            let (kind, name) = REFERENCE_KINDS.iter().find(|(kind, _)| *kind == e.kind)?;
-            Some((format!("{name} ({})", e.task), *kind, e.accuracy?.mean))
-        })
-        .collect()
-}
-
-/// The lab's question for one rank curve: the lowest rank from which every swept rank upwards
-/// beats a reference level (mean accuracy strictly above it); `None` when even the highest
-/// rank does not.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct LowestRank {
-    pub curve: String,
-    pub reference: String,
-    pub level: f64,
-    pub rank: Option<f64>,
-    /// The curve's accuracy at that rank.
-    pub accuracy: Option<f64>,
-}
-
-/// [`LowestRank`] for every rank curve against head-tuning (the lab's bar).
-pub fn lowest_ranks_beating_head_tuning(entries: &[Entry]) -> Vec<LowestRank> {
-    let curves = rank_curves(entries);
-    let mut answers = Vec::new();
-    for (reference, _, level) in reference_levels(entries).into_iter().filter(|r| r.1 == "headtune") {
-        for curve in &curves {
-            let mut lowest = None;
-            for (rank, accuracy, _) in curve.points.iter().rev() {
-                if accuracy.mean <= level {
-                    break;
-                }
-                lowest = Some((*rank, accuracy.mean));
-            }
-            answers.push(LowestRank {
-                curve: curve.label.clone(),
-                reference: reference.clone(),
-                level,
-                rank: lowest.map(|l| l.0),
-                accuracy: lowest.map(|l| l.1),
-            });
-        }
-    }
-    answers
-}
-
 fn accuracy_vs_rank(entries: &[Entry]) -> Result<Option<Plot>> {
-    let series = rank_curves(entries);
+    let series: Vec<Series> = analysis::rank_curves(entries)
+        .into_iter()
+        .map(|curve| Series {
+            label: curve.label,
+            mark: Mark::Line,
+            points: curve.points,
+        })
+        .collect();
     if series.is_empty() {
         return Ok(None);
     }
-    let references = reference_levels(entries)
+    let references = analysis::reference_levels(entries)
         .into_iter()
-        .map(|(label, _, level)| (label, level))
+        .map(|level| (level.label, level.accuracy))
         .collect();
     let chart = LineChart {
         title: "Accuracy vs rank".into(),
@@ -209,54 +118,16 @@ fn accuracy_vs_rank(entries: &[Entry]) -> Result<Option<Plot>> {
     }))
 }
 
-/// Indices of the points no other point beats with at most as many parameters.
-pub fn pareto_frontier(points: &[(f64, f64)]) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..points.len()).collect();
-    order.sort_by(|&a, &b| {
-        points[a]
-            .0
-            .total_cmp(&points[b].0)
-            .then(points[b].1.total_cmp(&points[a].1))
-    });
-    let mut best = f64::NEG_INFINITY;
-    let mut frontier = Vec::new();
-    for index in order {
-        if points[index].1 > best {
-            best = points[index].1;
-            frontier.push(index);
-        }
-    }
-    frontier
-}
-
 fn accuracy_vs_params(entries: &[Entry]) -> Result<Option<Plot>> {
-    let measured: Vec<(&str, (f64, Stat, String))> = entries
-        .iter()
-        .filter_map(|e| {
-            Some((
-                e.kind.as_str(),
-                (e.trainable_params? as f64, e.accuracy?, e.task.clone()),
-            ))
-        })
-        .filter(|(_, (params, _, _))| *params > 0.0)
-        .collect();
-    if measured.is_empty() {
+    let Some(measured) = analysis::size_accuracy(entries) else {
         return Ok(None);
-    }
-    let means: Vec<(f64, f64)> = measured.iter().map(|(_, (x, y, _))| (*x, y.mean)).collect();
-    let frontier = pareto_frontier(&means)
-        .into_iter()
-        .map(|i| measured[i].1.clone())
-        .collect();
+    };
     // One colour per task kind, so that the methods can be told apart.
-    let mut by_kind: BTreeMap<&str, Vec<(f64, Stat, String)>> = BTreeMap::new();
-    for (kind, point) in measured {
-        by_kind.entry(kind).or_default().push(point);
-    }
-    let mut series: Vec<Series> = by_kind
+    let mut series: Vec<Series> = measured
+        .by_kind
         .into_iter()
         .map(|(kind, points)| Series {
-            label: kind.to_string(),
+            label: kind,
             mark: Mark::Scatter,
             points,
         })
@@ -264,7 +135,7 @@ fn accuracy_vs_params(entries: &[Entry]) -> Result<Option<Plot>> {
     series.push(Series {
         label: "Pareto frontier".into(),
         mark: Mark::Frontier,
-        points: frontier,
+        points: measured.frontier,
     });
     let chart = LineChart {
         title: "Accuracy vs trainable parameters".into(),
@@ -293,7 +164,7 @@ fn per_epoch(entries: &[Entry], which: Epochs) -> Result<Option<Plot>> {
     let series: Vec<Series> = entries
         .iter()
         .filter_map(|e| {
-            let points: Vec<(f64, Stat, String)> = e
+            let points: Vec<Point> = e
                 .epochs
                 .iter()
                 .filter_map(|epoch| {
@@ -301,7 +172,11 @@ fn per_epoch(entries: &[Entry], which: Epochs) -> Result<Option<Plot>> {
                         Epochs::TrainLoss => epoch.train_loss,
                         Epochs::EvalAccuracy => epoch.eval_accuracy,
                     }?;
-                    Some((f64::from(epoch.epoch), value, String::new()))
+                    Some(Point {
+                        x: f64::from(epoch.epoch),
+                        y: value,
+                        name: String::new(),
+                    })
                 })
                 .collect();
             (!points.is_empty()).then(|| Series {
@@ -365,12 +240,12 @@ fn compact(value: f64) -> String {
 }
 
 fn line_chart(chart: &LineChart) -> Result<String> {
-    let xs = chart.series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
+    let xs = chart.series.iter().flat_map(|s| s.points.iter().map(|p| p.x));
     let (x_lo, x_hi) = bounds(xs).unwrap_or((1.0, 10.0));
     let ys = chart
         .series
         .iter()
-        .flat_map(|s| s.points.iter().flat_map(|(_, y, _)| [y.band().0, y.band().2]))
+        .flat_map(|s| s.points.iter().flat_map(|p| [p.y.band().0, p.y.band().2]))
         .chain(chart.references.iter().map(|r| r.1));
     let (y_lo, y_hi) = bounds(ys).unwrap_or((0.0, 1.0));
     let y_pad = ((y_hi - y_lo) * 0.08).max(0.01);
@@ -426,7 +301,7 @@ where
                 Mark::Frontier => (BLACK.to_rgba(), 2, 6),
                 _ => (color(index), 2, 3),
             };
-            let points: Vec<(f64, f64)> = series.points.iter().map(|(x, y, _)| (*x, y.mean)).collect();
+            let points: Vec<(f64, f64)> = series.points.iter().map(|p| (p.x, p.y.mean)).collect();
             let line = color.stroke_width(width);
             let marker = match series.mark {
                 Mark::Frontier => color.stroke_width(2),
@@ -445,16 +320,16 @@ where
                     .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], line));
                 context.draw_series(circles)?;
             }
-            context.draw_series(series.points.iter().filter(|p| p.1.std.is_some()).map(|(x, y, _)| {
-                let (lo, mean, hi) = y.band();
-                ErrorBar::new_vertical(*x, lo, mean, hi, color.filled(), 8)
+            context.draw_series(series.points.iter().filter(|p| p.y.std.is_some()).map(|p| {
+                let (lo, mean, hi) = p.y.band();
+                ErrorBar::new_vertical(p.x, lo, mean, hi, color.filled(), 8)
             }))?;
             if series.mark == Mark::Frontier {
                 context.draw_series(
                     series
                         .points
                         .iter()
-                        .map(|(x, y, name)| Text::new(name.clone(), (*x, y.mean), (FONT, 12).into_font())),
+                        .map(|p| Text::new(p.name.clone(), (p.x, p.y.mean), (FONT, 12).into_font())),
                 )?;
             }
         }
@@ -569,19 +444,6 @@ fn time_per_task(entries: &[Entry]) -> Result<Option<Plot>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_frontier_keeps_points_no_smaller_model_beats() {
-        // (params, accuracy): the 2,000-parameter model is beaten by the 1,000 one.
-        let points = [
-            (1000.0, 0.80),
-            (2000.0, 0.78),
-            (5000.0, 0.85),
-            (5000.0, 0.84),
-            (1e6, 0.85),
-        ];
-        assert_eq!(pareto_frontier(&points), [0, 2]);
-    }
 
     #[test]
     fn compact_numbers() {

@@ -113,7 +113,7 @@ pub fn thousands(value: u64) -> String {
 /// The lab's question, answered per rank curve: a heading per head-tuning level and one line
 /// per curve. Empty when the report has no rank sweep or no head-tuning.
 pub fn rank_question(report: &Report) -> Vec<(String, Vec<String>)> {
-    let answers = super::plots::lowest_ranks_beating_head_tuning(&report.entries());
+    let answers = super::analysis::lowest_ranks_beating_head_tuning(&report.entries());
     let mut out: Vec<(String, Vec<String>)> = Vec::new();
     for answer in answers {
         let heading = format!(
@@ -273,7 +273,7 @@ pub fn json_value(report: &Report) -> serde_json::Value {
         "entries": entries,
         "rows": report.rows,
         "missing": report.missing,
-        "lowest_ranks_beating_head_tuning": super::plots::lowest_ranks_beating_head_tuning(&entries),
+        "lowest_ranks_beating_head_tuning": super::analysis::lowest_ranks_beating_head_tuning(&entries),
     });
     if !report.compared.is_empty() {
         let shared = compare::split_params(&entries).shared;

@@ -2,4 +2,14 @@
 //! `crate::train`). Output: `checkpoint/` in the Hugging Face layout.
 
 // Version 2: own AdamW and per-epoch dropout seeds, so that training can resume.
-checkpoint_training_task!(Finetune, "finetune", 2, crate::model::Method::Full, "full fine-tuning");
+checkpoint_training_task!(
+    Finetune,
+    "finetune",
+    2,
+    crate::model::Method::Full,
+    "full fine-tuning",
+    crate::tasks::ReportRole::Reference {
+        label: "full fine-tuning",
+        bar: false
+    }
+);

@@ -10,7 +10,7 @@ use anyhow::{bail, Result};
 
 use super::tokenize::{self, model_files, model_path};
 use super::training::{self, TrainParams};
-use super::{features, Context, Metrics, ParamError, Slot, Task, ValidateContext};
+use super::{features, Context, Metrics, ParamError, ReportRole, Slot, Task, ValidateContext};
 use crate::model::Method;
 use crate::train;
 
@@ -37,6 +37,13 @@ impl Task for Headtune {
 
     fn validate(params: &TrainParams, _cx: &ValidateContext) -> Result<(), ParamError> {
         params.validate_training()
+    }
+
+    fn report_role() -> ReportRole {
+        ReportRole::Reference {
+            label: "head-tuning",
+            bar: true,
+        }
     }
 
     fn run(params: &TrainParams, ctx: &Context) -> Result<Metrics> {

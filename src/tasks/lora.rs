@@ -204,6 +204,10 @@ impl Task for Lora {
         check::rank_and_targets("r", params.r, "target_modules", &targets, cx.model)
     }
 
+    fn report_role() -> crate::tasks::ReportRole {
+        crate::tasks::ReportRole::RankCurve { rank: "r" }
+    }
+
     fn run(params: &Params, ctx: &Context) -> Result<Metrics> {
         let _torch = train::exclusive_torch();
         let spec = params.spec();

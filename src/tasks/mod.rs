@@ -61,7 +61,7 @@ macro_rules! trains_on_tokens {
 /// A kind that trains one fixed method with the Trainer's arguments and writes the
 /// resulting `checkpoint/` (finetune, bitfit).
 macro_rules! checkpoint_training_task {
-    ($name:ident, $kind:literal, $version:literal, $method:expr, $label:literal) => {
+    ($name:ident, $kind:literal, $version:literal, $method:expr, $label:literal $(, $role:expr)?) => {
         pub struct $name;
 
         impl crate::tasks::Task for $name {
@@ -77,6 +77,10 @@ macro_rules! checkpoint_training_task {
             ) -> Result<(), crate::tasks::ParamError> {
                 params.validate_training()
             }
+
+            $(fn report_role() -> crate::tasks::ReportRole {
+                $role
+            })?
 
             fn run(
                 params: &crate::tasks::training::TrainParams,
@@ -167,6 +171,19 @@ pub struct Metrics {
     pub eval_time_s: Option<f64>,
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+/// The part a reporting kind's entries play in the report's analysis (`report::analysis`),
+/// so that the report matches no kind by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportRole {
+    /// A row of the table and a point of accuracy vs trainable parameters, nothing more.
+    Row,
+    /// A level the rank curves are read against, shown as `label`; `bar` marks the level
+    /// each curve's lowest rank must beat.
+    Reference { label: &'static str, bar: bool },
+    /// Swept over the rank held by the parameter `rank`: a curve of accuracy vs rank.
+    RankCurve { rank: &'static str },
 }
 
 /// An upstream artifact, already verified by the store.
@@ -274,6 +291,11 @@ pub trait Task: Send + Sync + 'static {
         Ok(())
     }
 
+    /// What the kind's rows are to the report's analysis beyond a row.
+    fn report_role() -> ReportRole {
+        ReportRole::Row
+    }
+
     fn run(params: &Self::Params, ctx: &Context) -> Result<Metrics>;
 }
 
@@ -292,6 +314,7 @@ pub trait DynTask: Send + Sync {
     fn version(&self) -> u32;
     fn slots(&self) -> &'static [Slot];
     fn reports(&self) -> bool;
+    fn report_role(&self) -> ReportRole;
     /// Field names of the parameter struct (for applying `[defaults]`).
     fn param_names(&self) -> &'static [&'static str];
     /// Deserializes (and so validates) a parameter table, returning the canonical resolved
@@ -341,6 +364,9 @@ impl<T: Task> DynTask for Kind<T> {
     }
     fn reports(&self) -> bool {
         T::reports()
+    }
+    fn report_role(&self) -> ReportRole {
+        T::report_role()
     }
     fn param_names(&self) -> &'static [&'static str] {
         crate::util::struct_fields::<T::Params>()

@@ -64,6 +64,10 @@ impl Task for SvdApprox {
         check::rank_and_targets("rank", params.rank, "target_modules", &targets, cx.model)
     }
 
+    fn report_role() -> crate::tasks::ReportRole {
+        crate::tasks::ReportRole::RankCurve { rank: "rank" }
+    }
+
     fn run(params: &Params, ctx: &Context) -> Result<Metrics> {
         let tokens = tokenize::load(&ctx.input("tokens")?.dir)?;
         let n_classes = tokens.shape.n_classes;

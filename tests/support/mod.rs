@@ -1,10 +1,25 @@
-//! What the CLI test files share: a sandbox with the tiny fixture and an experiment on it,
-//! and the `orchestrate` binary run inside it.
+//! What the test files share, in one place: each file declares `mod support;` and uses
+//! what it needs (nothing is copied from file to file).
+//!
+//! - here: a sandbox with the tiny fixture and an experiment on it, the `orchestrate`
+//!   binary run inside it, and the same experiment planned and run in-process;
+//! - [`models`]: the model fixtures, CPU load options, the tiny-BERT experiment;
+//! - [`golden`]: golden-file comparison (`UPDATE_GOLDEN=1` rewrites);
+//! - [`resources`]: a resource CI provides (Slurm, a tmpfs, the default model) is skipped
+//!   when missing, unless its `ORCHESTRATE_REQUIRE_*` makes that a failure.
 #![allow(dead_code)] // each test file uses a part
 
+pub mod golden;
+pub mod models;
+pub mod resources;
+
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 
 use assert_cmd::Command;
+use orchestrate::scheduler::{self, Options, Outcome};
+use orchestrate::{plan, spec, store::Store};
 
 pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny");
 
@@ -24,6 +39,7 @@ max_features = 50
 [tasks.logreg]
 kind = "logreg"
 inputs = { features = "tfidf" }
+c = 1.0
 
 [tasks.nb]
 kind = "naive_bayes"
@@ -93,4 +109,38 @@ pub fn assert_cache_intact(dir: &Path, artifacts: usize) {
         .success()
         .stdout(predicates::str::contains(format!("{artifacts} artifacts checked")))
         .stdout(predicates::str::contains("all intact"));
+}
+
+/// Plans and runs the experiment file at `path` in-process on the cache at `cache`, with `jobs`
+/// workers: task name → outcome.
+pub fn run_in_process(path: &Path, cache: &Path, jobs: usize) -> BTreeMap<String, Outcome> {
+    let experiment = spec::load(path).unwrap_or_else(|e| panic!("{e}"));
+    let store = Store::open(cache).unwrap();
+    let plan = plan::plan(&experiment, &store).unwrap();
+    let cancel = AtomicBool::new(false);
+    let options = Options {
+        jobs,
+        only: None,
+        fail_fast: false,
+        cancel: &cancel,
+        executor: None,
+        detach: false,
+    };
+    let summary = scheduler::run(&plan, &store, &options, &|_| {}).unwrap();
+    summary
+        .outcomes
+        .into_iter()
+        .map(|(i, o)| (experiment.tasks[i].name.clone(), o))
+        .collect()
+}
+
+/// `text` with each `(from, to)` replaced; panics when `from` is not there, so that an edit
+/// made to a shared experiment cannot silently do nothing.
+pub fn edited(text: &str, edits: &[(&str, &str)]) -> String {
+    let mut text = text.to_string();
+    for (from, to) in edits {
+        assert!(text.contains(from), "`{from}` is not in the experiment:\n{text}");
+        text = text.replace(from, to);
+    }
+    text
 }
