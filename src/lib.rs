@@ -12,6 +12,7 @@
 pub mod commands;
 pub mod events;
 pub mod graph;
+pub mod hub;
 pub mod model;
 pub mod plan;
 pub mod report;
