@@ -144,7 +144,7 @@ fn a_moved_main_rekeys_and_why_names_the_commits() {
     let (ok, _, err) = run(dir.path(), &hub.endpoint(), &["run", "exp.toml"]);
     assert!(ok, "{err}");
     assert!(err.contains("2 ran, 1 cached"), "the dataset stays cached: {err}");
-    // A pinned revision reads the old commit again, from the cache.
+    // A pinned revision (`model@<branch, tag or commit>`) reads the old commit again, from the cache.
     let pinned = EXPERIMENT.replace(
         "model = \"distilbert-base-uncased\"",
         &format!("model = \"distilbert-base-uncased@{}\"", old.trim()),

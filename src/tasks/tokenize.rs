@@ -132,6 +132,10 @@ impl Task for Tokenize {
         let pad_id = tokenizer.token_to_id("[PAD]").unwrap_or(0) as i64;
         let labels = dataset::load_label_names(&ctx.input("data")?.dir)?;
         let mut metrics = Metrics::default();
+        if let Some(pin) = crate::hub::Pin::of(&folder) {
+            // The report shows which commit of a hub model the tokens came from.
+            metrics.extra.insert("model_revision".into(), pin.commit.into());
+        }
         let mut splits = Vec::new();
         for split in dataset::SPLITS {
             let examples = dataset::load_split(&ctx.input("data")?.dir, split)?;
