@@ -429,9 +429,11 @@ mod tests {
     #[test]
     fn a_moved_revision_rekeys_and_is_named() {
         let mut old = parts();
-        old.revisions.insert("model".into(), "1c4513b2eedbda136f57676a34eea67aba266e5c".into());
+        old.revisions
+            .insert("model".into(), "1c4513b2eedbda136f57676a34eea67aba266e5c".into());
         let mut new = parts();
-        new.revisions.insert("model".into(), "043235d6088ecd3dd5fb5ca3592b6913fd516027".into());
+        new.revisions
+            .insert("model".into(), "043235d6088ecd3dd5fb5ca3592b6913fd516027".into());
         assert_ne!(old.key(), new.key());
         assert_ne!(old.key(), parts().key(), "a revision changes the key");
         let reasons = compare(&old, &new, &BTreeMap::new(), &BTreeMap::new());

@@ -9,7 +9,8 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 /// Rows of the tiny fixture: (review, label).
 fn rows(split: &str) -> Vec<(String, u8)> {
-    let mut reader = csv::Reader::from_path(Path::new(ROOT).join("tests/fixtures/tiny").join(format!("{split}.csv"))).unwrap();
+    let mut reader =
+        csv::Reader::from_path(Path::new(ROOT).join("tests/fixtures/tiny").join(format!("{split}.csv"))).unwrap();
     reader
         .records()
         .map(|r| {
@@ -66,7 +67,9 @@ fn headerless_tsv() {
     let dir = tempfile::tempdir().unwrap();
     for split in ["train", "eval"] {
         // The UCI sentence files: `sentence<TAB>label`, no header, stray quotes kept.
-        write_split(dir.path(), &format!("{split}.txt"), split, |t, l| format!("\"{t}\t{l}\n"));
+        write_split(dir.path(), &format!("{split}.txt"), split, |t, l| {
+            format!("\"{t}\t{l}\n")
+        });
     }
     std::fs::write(
         dir.path().join("exp.toml"),
@@ -75,10 +78,20 @@ fn headerless_tsv() {
     .unwrap();
     assert_eq!(run_ok(dir.path()), (40, 20));
     // The default column names do not exist in a headerless file: the error says why.
-    std::fs::write(dir.path().join("exp.toml"), experiment("train = \"train.txt\"\neval = \"eval.txt\"\nhas_header = false")).unwrap();
-    let out = support::orchestrate(dir.path()).args(["run", "exp.toml"]).output().unwrap();
+    std::fs::write(
+        dir.path().join("exp.toml"),
+        experiment("train = \"train.txt\"\neval = \"eval.txt\"\nhas_header = false"),
+    )
+    .unwrap();
+    let out = support::orchestrate(dir.path())
+        .args(["run", "exp.toml"])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("train.txt: no column `text` (columns: 0, 1)") && err.contains("named by index"), "{err}");
+    assert!(
+        err.contains("train.txt: no column `text` (columns: 0, 1)") && err.contains("named by index"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -86,7 +99,10 @@ fn json_lines_with_named_labels() {
     let dir = tempfile::tempdir().unwrap();
     for split in ["train", "eval"] {
         write_split(dir.path(), &format!("{split}.jsonl"), split, |t, l| {
-            format!("{}\n", serde_json::json!({"sentence": t, "sentiment": if l == 1 { "pos" } else { "neg" }}))
+            format!(
+                "{}\n",
+                serde_json::json!({"sentence": t, "sentiment": if l == 1 { "pos" } else { "neg" }})
+            )
         });
     }
     std::fs::write(
@@ -100,18 +116,32 @@ fn json_lines_with_named_labels() {
 #[test]
 fn parquet_file_and_its_missing_column() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(Path::new(ROOT).join("tests/fixtures/hub/reviews.parquet"), dir.path().join("reviews.parquet")).unwrap();
+    std::fs::copy(
+        Path::new(ROOT).join("tests/fixtures/hub/reviews.parquet"),
+        dir.path().join("reviews.parquet"),
+    )
+    .unwrap();
     std::fs::write(
         dir.path().join("exp.toml"),
         experiment("train = \"reviews.parquet[:30]\"\neval = \"reviews.parquet[30:]\"\ntext_column = \"review\""),
     )
     .unwrap();
     assert_eq!(run_ok(dir.path()), (30, 10));
-    std::fs::write(dir.path().join("exp.toml"), experiment("train = \"reviews.parquet\"\neval = \"reviews.parquet\"")).unwrap();
-    let out = support::orchestrate(dir.path()).args(["run", "exp.toml"]).output().unwrap();
+    std::fs::write(
+        dir.path().join("exp.toml"),
+        experiment("train = \"reviews.parquet\"\neval = \"reviews.parquet\""),
+    )
+    .unwrap();
+    let out = support::orchestrate(dir.path())
+        .args(["run", "exp.toml"])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("reviews.parquet: no column `text` (columns: review, label)"), "{err}");
+    assert!(
+        err.contains("reviews.parquet: no column `text` (columns: review, label)"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -128,14 +158,25 @@ fn aclimdb_folder() {
     // The unlabelled reviews of the real download are skipped.
     std::fs::create_dir_all(dir.path().join("aclImdb/train/unsup")).unwrap();
     std::fs::write(dir.path().join("aclImdb/train/unsup/0_0.txt"), "no label").unwrap();
-    std::fs::write(dir.path().join("exp.toml"), experiment("train = \"aclImdb/train\"\neval = \"aclImdb/test\"")).unwrap();
+    std::fs::write(
+        dir.path().join("exp.toml"),
+        experiment("train = \"aclImdb/train\"\neval = \"aclImdb/test\""),
+    )
+    .unwrap();
     assert_eq!(run_ok(dir.path()), (40, 20));
     let labels = std::fs::read_to_string(find(&dir.path().join("cache"), "labels.json")).unwrap();
     assert_eq!(serde_json::from_str::<Vec<String>>(&labels).unwrap(), ["neg", "pos"]);
     // Editing a review re-keys the dataset.
     std::fs::write(dir.path().join("aclImdb/train/pos/1_8.txt"), "changed").unwrap();
-    let out = support::orchestrate(dir.path()).args(["run", "exp.toml"]).output().unwrap();
-    assert!(String::from_utf8_lossy(&out.stderr).contains("3 ran"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = support::orchestrate(dir.path())
+        .args(["run", "exp.toml"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("3 ran"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn find(dir: &Path, name: &str) -> std::path::PathBuf {
@@ -167,13 +208,28 @@ fn one_csv_split_by_eval_fraction_keeps_the_label_balance() {
 #[test]
 fn malformed_splits_and_fractions_fail_at_spec_load_with_their_position() {
     let cases = [
-        ("train = \"train.csv\"\neval = \"eval.csv[:abc]\"", 6, "`abc` is not a row number or a percentage"),
-        ("train = \"train.csv\"\neval_fraction = 1.5", 6, "eval_fraction must be between 0 and 1"),
-        ("train = \"train.csv\"\neval = \"eval.csv\"\ndelimiter = \";;\"", 7, "delimiter must be one ASCII character"),
+        (
+            "train = \"train.csv\"\neval = \"eval.csv[:abc]\"",
+            6,
+            "`abc` is not a row number or a percentage",
+        ),
+        (
+            "train = \"train.csv\"\neval_fraction = 1.5",
+            6,
+            "eval_fraction must be between 0 and 1",
+        ),
+        (
+            "train = \"train.csv\"\neval = \"eval.csv\"\ndelimiter = \";;\"",
+            7,
+            "delimiter must be one ASCII character",
+        ),
     ];
     for (dataset, line, message) in cases {
         let dir = support::sandbox_with(&experiment(dataset));
-        let out = support::orchestrate(dir.path()).args(["run", "exp.toml"]).output().unwrap();
+        let out = support::orchestrate(dir.path())
+            .args(["run", "exp.toml"])
+            .output()
+            .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success());
         assert!(err.contains(&format!("exp.toml:{line}:")), "{dataset}: {err}");
@@ -181,7 +237,13 @@ fn malformed_splits_and_fractions_fail_at_spec_load_with_their_position() {
     }
     // `eval` and `eval_fraction` both, or neither: named before anything runs.
     let dir = support::sandbox_with(&experiment("train = \"train.csv\"\ntext_column = \"review\""));
-    let out = support::orchestrate(dir.path()).args(["run", "exp.toml"]).output().unwrap();
+    let out = support::orchestrate(dir.path())
+        .args(["run", "exp.toml"])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("give `eval` (a file or split) or `eval_fraction`") && !err.contains(" ran,"), "{err}");
+    assert!(
+        err.contains("give `eval` (a file or split) or `eval_fraction`") && !err.contains(" ran,"),
+        "{err}"
+    );
 }

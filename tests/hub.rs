@@ -91,13 +91,19 @@ fn downloads_once_then_runs_from_the_cache_with_the_hub_stopped() {
     let snapshot = repo.join("snapshots").join(commit.trim());
     for file in ["config.json", "model.safetensors", "tokenizer.json", "vocab.txt"] {
         let link = snapshot.join(file);
-        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "{file}");
+        assert!(
+            std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(),
+            "{file}"
+        );
         assert_eq!(
             std::fs::read(&link).unwrap(),
             std::fs::read(fixture("models/tiny-distilbert").join(file)).unwrap()
         );
     }
-    assert!(!snapshot.join("expected.safetensors").exists(), "only the files a model needs");
+    assert!(
+        !snapshot.join("expected.safetensors").exists(),
+        "only the files a model needs"
+    );
     let shard = dir
         .path()
         .join("hf/hub/datasets--stanfordnlp--imdb/snapshots")
@@ -161,16 +167,39 @@ fn hub_errors_name_the_repository_and_what_to_do() {
     let gated = hub.push_folder("models", "org/gated", &fixture("models/tiny-distilbert"));
     hub.gate("models", "org/gated");
     let mut bin_only = std::collections::BTreeMap::new();
-    bin_only.insert("config.json".to_string(), std::fs::read(fixture("models/tiny-distilbert/config.json")).unwrap());
+    bin_only.insert(
+        "config.json".to_string(),
+        std::fs::read(fixture("models/tiny-distilbert/config.json")).unwrap(),
+    );
     bin_only.insert("pytorch_model.bin".to_string(), b"not really".to_vec());
     bin_only.insert("vocab.txt".to_string(), b"[PAD]\n".to_vec());
     hub.push("models", "org/old-weights", bin_only);
     let cases: &[(&str, &str, &[&str])] = &[
-        ("distilbert-base-uncased", "stanfordnlp/unknown", &["dataset `stanfordnlp/unknown` not found on the hub", "404"]),
-        ("org/missing", "stanfordnlp/imdb", &["model `org/missing` not found on the hub", "404"]),
-        ("org/gated", "stanfordnlp/imdb", &["model `org/gated` is gated or private (401)", "set HF_TOKEN"]),
-        ("org/old-weights", "stanfordnlp/imdb", &["model `org/old-weights`", "has only pytorch_model.bin"]),
-        ("distilbert-base-uncased@v9", "stanfordnlp/imdb", &["model `distilbert-base-uncased` has no revision `v9`"]),
+        (
+            "distilbert-base-uncased",
+            "stanfordnlp/unknown",
+            &["dataset `stanfordnlp/unknown` not found on the hub", "404"],
+        ),
+        (
+            "org/missing",
+            "stanfordnlp/imdb",
+            &["model `org/missing` not found on the hub", "404"],
+        ),
+        (
+            "org/gated",
+            "stanfordnlp/imdb",
+            &["model `org/gated` is gated or private (401)", "set HF_TOKEN"],
+        ),
+        (
+            "org/old-weights",
+            "stanfordnlp/imdb",
+            &["model `org/old-weights`", "has only pytorch_model.bin"],
+        ),
+        (
+            "distilbert-base-uncased@v9",
+            "stanfordnlp/imdb",
+            &["model `distilbert-base-uncased` has no revision `v9`"],
+        ),
     ];
     for (model, dataset, fragments) in cases {
         let dir = sandbox(
@@ -183,7 +212,10 @@ fn hub_errors_name_the_repository_and_what_to_do() {
         for fragment in *fragments {
             assert!(err.contains(fragment), "{model}/{dataset}: {fragment:?} in {err}");
         }
-        assert!(!err.contains(" ran,"), "fails while planning, before any task runs: {err}");
+        assert!(
+            !err.contains(" ran,"),
+            "fails while planning, before any task runs: {err}"
+        );
     }
     // The token opens the gated repo.
     let dir = sandbox(&EXPERIMENT.replace("\"distilbert-base-uncased\"", "\"org/gated\""));
@@ -193,7 +225,11 @@ fn hub_errors_name_the_repository_and_what_to_do() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(dir.path().join("hf/hub/models--org--gated/snapshots").join(&gated).is_dir());
+    assert!(dir
+        .path()
+        .join("hf/hub/models--org--gated/snapshots")
+        .join(&gated)
+        .is_dir());
 
     // Offline with nothing cached; a slice past the split's end.
     let dir = sandbox(EXPERIMENT);
@@ -204,12 +240,19 @@ fn hub_errors_name_the_repository_and_what_to_do() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("is not in the Hugging Face cache") && err.contains("HF_HUB_OFFLINE is set"), "{err}");
+    assert!(
+        err.contains("is not in the Hugging Face cache") && err.contains("HF_HUB_OFFLINE is set"),
+        "{err}"
+    );
     assert!(err.contains("stanfordnlp/imdb"), "{err}");
     let dir = sandbox(&EXPERIMENT.replace("train[:30]", "train[:10000]"));
     let (ok, _, err) = run(dir.path(), &hub.endpoint(), &["run", "exp.toml"]);
     assert!(!ok);
-    assert!(err.contains("dataset `stanfordnlp/imdb`") && err.contains("row 10000 is out of range, the `train` split has 40 rows"), "{err}");
+    assert!(
+        err.contains("dataset `stanfordnlp/imdb`")
+            && err.contains("row 10000 is out of range, the `train` split has 40 rows"),
+        "{err}"
+    );
     let dir = sandbox(&EXPERIMENT.replace("test[:50%]", "validation"));
     let (ok, _, err) = run(dir.path(), &hub.endpoint(), &["run", "exp.toml"]);
     assert!(!ok);
@@ -259,7 +302,10 @@ fn python() -> Option<PathBuf> {
         "ORCHESTRATE_REQUIRE_HF is set but {} cannot import huggingface_hub: run scripts/setup-hf.sh",
         python.display()
     );
-    eprintln!("skipped: no Python with huggingface_hub ({}); run scripts/setup-hf.sh", python.display());
+    eprintln!(
+        "skipped: no Python with huggingface_hub ({}); run scripts/setup-hf.sh",
+        python.display()
+    );
     None
 }
 
@@ -284,8 +330,15 @@ fn one_cache_serves_python_and_orchestrate() {
     hub.clear_log();
     let (ok, _, err) = run(dir.path(), &endpoint, &["run", "exp.toml"]);
     assert!(ok, "{err}");
-    let model_downloads: Vec<String> = hub.downloads().into_iter().filter(|l| !l.contains("/datasets/")).collect();
-    assert!(model_downloads.is_empty(), "orchestrate re-downloaded: {model_downloads:?}");
+    let model_downloads: Vec<String> = hub
+        .downloads()
+        .into_iter()
+        .filter(|l| !l.contains("/datasets/"))
+        .collect();
+    assert!(
+        model_downloads.is_empty(),
+        "orchestrate re-downloaded: {model_downloads:?}"
+    );
 
     // orchestrate downloads (another home); Python finds every file offline.
     let other = sandbox(EXPERIMENT);
@@ -306,5 +359,8 @@ fn one_cache_serves_python_and_orchestrate() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let printed = String::from_utf8_lossy(&out.stdout);
     assert_eq!(printed.lines().count(), 5, "{printed}");
-    assert!(printed.contains("models--distilbert-base-uncased/snapshots/"), "{printed}");
+    assert!(
+        printed.contains("models--distilbert-base-uncased/snapshots/"),
+        "{printed}"
+    );
 }

@@ -30,7 +30,10 @@ fn seed_experiments_plan_against_the_mock_hub() {
             .args(["plan", &format!("{ROOT}/experiments/{file}")])
             .output()
             .unwrap();
-        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
         assert!(out.status.success(), "{file}: {stderr}");
         assert!(stdout.matches("never built").count() >= tasks, "{file}: {stdout}");
         let models = dir.path().join("hf/hub").read_dir().unwrap().count();

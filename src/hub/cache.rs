@@ -84,7 +84,11 @@ pub fn is_commit(revision: &str) -> bool {
 /// snapshot, else what `refs/<revision>` records.
 pub fn cached_commit(repo_dir: &Path, revision: &str) -> Option<String> {
     if is_commit(revision) {
-        return repo_dir.join("snapshots").join(revision).is_dir().then(|| revision.to_string());
+        return repo_dir
+            .join("snapshots")
+            .join(revision)
+            .is_dir()
+            .then(|| revision.to_string());
     }
     let commit = std::fs::read_to_string(repo_dir.join("refs").join(revision)).ok()?;
     let commit = commit.trim();
@@ -105,7 +109,9 @@ pub fn snapshot_files(dir: &Path) -> Vec<String> {
     let mut files = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(current) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&current) else { continue };
+        let Ok(entries) = std::fs::read_dir(&current) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
             if path.is_dir() {

@@ -111,9 +111,11 @@ impl Client {
             message,
         };
         // By commit, not branch: every file of one resolution comes from the same commit.
-        let handle = self
-            .api
-            .repo(Repo::with_revision(self.repo.clone(), self.kind.hf(), self.commit.clone()));
+        let handle = self.api.repo(Repo::with_revision(
+            self.repo.clone(),
+            self.kind.hf(),
+            self.commit.clone(),
+        ));
         let progress = Bar::new(&format!("{} {file}", self.repo));
         let result = handle.download_with_progress(file, progress);
         // hf-hub records the commit as a ref named by itself; huggingface_hub does not.
@@ -126,7 +128,9 @@ impl Client {
                 }
                 ureq::Error::Transport(transport) => failed(transport.to_string()),
             },
-            other => failed(format!("{other} (a partial download stays as a .part file and resumes)")),
+            other => failed(format!(
+                "{other} (a partial download stays as a .part file and resumes)"
+            )),
         })?;
         if pointer != snapshot.join(file) {
             return Err(failed(format!(

@@ -142,10 +142,11 @@ pub fn token() -> Option<String> {
 }
 
 type Resolved = (String, Vec<String>);
+type Memo = Mutex<HashMap<(RepoKind, String, String), Resolved>>;
 
 /// Revisions resolved in this process: (kind, repo, revision) → (commit, files).
-fn resolved() -> &'static Mutex<HashMap<(RepoKind, String, String), Resolved>> {
-    static RESOLVED: OnceLock<Mutex<HashMap<(RepoKind, String, String), Resolved>>> = OnceLock::new();
+fn resolved() -> &'static Memo {
+    static RESOLVED: OnceLock<Memo> = OnceLock::new();
     RESOLVED.get_or_init(Default::default)
 }
 
@@ -159,7 +160,11 @@ pub fn snapshot(
 ) -> Result<Snapshot, HubError> {
     let repo_dir = cache::repo_dir(kind, repo);
     let memo_key = (kind, repo.to_string(), revision.to_string());
-    let memo = resolved().lock().unwrap_or_else(|e| e.into_inner()).get(&memo_key).cloned();
+    let memo = resolved()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&memo_key)
+        .cloned();
     let (commit, files, online) = match memo {
         Some((commit, files)) => (commit, files, !offline()),
         None => {
@@ -190,7 +195,11 @@ pub fn snapshot(
                 why: format!(
                     "{} cannot be downloaded ({})",
                     missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
-                    if offline() { "HF_HUB_OFFLINE is set" } else { "the hub is unreachable" }
+                    if offline() {
+                        "HF_HUB_OFFLINE is set"
+                    } else {
+                        "the hub is unreachable"
+                    }
                 ),
             });
         }
@@ -238,7 +247,10 @@ fn resolve(
         Ok((commit, files)) => {
             // What huggingface_hub records too: the next offline run finds the revision.
             if let Err(err) = cache::write_ref(repo_dir, revision, &commit) {
-                eprintln!("warning: cannot record {repo}@{revision} in {}: {err}", repo_dir.display());
+                eprintln!(
+                    "warning: cannot record {repo}@{revision} in {}: {err}",
+                    repo_dir.display()
+                );
             }
             Ok((commit, files, true))
         }

@@ -58,7 +58,9 @@ fn looks_like_hub_id(target: &str) -> bool {
         && !repo.ends_with(".json")
         && parts.len() <= 2
         && parts.iter().all(|p| {
-            !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         })
 }
 
@@ -150,12 +152,17 @@ mod tests {
 
     #[test]
     fn weights_only_as_pytorch_bin_are_refused() {
-        let files: Vec<String> = ["config.json", "pytorch_model.bin", "vocab.txt"].map(String::from).to_vec();
+        let files: Vec<String> = ["config.json", "pytorch_model.bin", "vocab.txt"]
+            .map(String::from)
+            .to_vec();
         let err = select_model_files(&files).unwrap_err();
         assert!(err.contains("only pytorch_model.bin"), "{err}");
         let files: Vec<String> = ["config.json", "model.safetensors", "vocab.txt", "README.md"]
             .map(String::from)
             .to_vec();
-        assert_eq!(select_model_files(&files).unwrap(), ["config.json", "model.safetensors", "vocab.txt"]);
+        assert_eq!(
+            select_model_files(&files).unwrap(),
+            ["config.json", "model.safetensors", "vocab.txt"]
+        );
     }
 }

@@ -170,13 +170,21 @@ impl Task for Tokenize {
                     params.max_len
                 );
             }
-            let size = if split == "train" { params.train_size } else { params.eval_size };
+            let size = if split == "train" {
+                params.train_size
+            } else {
+                params.eval_size
+            };
             if let Some(size) = size {
                 if size > kept.len() {
                     bail!(
                         "{split}_size = {size} but the {split} split has {} examples{}",
                         kept.len(),
-                        if dropped > 0 { format!(" after dropping {dropped} longer than {} tokens", params.max_len) } else { String::new() }
+                        if dropped > 0 {
+                            format!(" after dropping {dropped} longer than {} tokens", params.max_len)
+                        } else {
+                            String::new()
+                        }
                     );
                 }
                 kept.truncate(size);

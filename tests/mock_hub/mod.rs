@@ -6,6 +6,7 @@
 //! - `GET|HEAD [/datasets]/<repo>/resolve/<rev>/<file>`: the bytes, with `ETag` (sha256 for
 //!   `.safetensors`/`.parquet`, as LFS files have, git's blob sha1 else), `X-Repo-Commit`,
 //!   `Content-Length`, and `Range` answered with 206 + `Content-Range`.
+//!
 //! A file can be set to be cut off halfway once (a connection dropped mid-download).
 #![allow(dead_code)]
 
@@ -97,7 +98,12 @@ impl MockHub {
 
     pub fn set_branch(&self, kind: &str, id: &str, branch: &str, commit: &str) {
         let mut state = self.state.lock().unwrap();
-        state.repos.get_mut(&key(kind, id)).unwrap().branches.insert(branch.into(), commit.into());
+        state
+            .repos
+            .get_mut(&key(kind, id))
+            .unwrap()
+            .branches
+            .insert(branch.into(), commit.into());
     }
 
     /// Pushes every file of a folder (a model fixture).
@@ -234,15 +240,21 @@ fn serve(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         reader.read_exact(&mut body)?;
     }
     let mut parts = request_line.split_whitespace();
-    let (method, target) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
+    let (method, target) = (
+        parts.next().unwrap_or("").to_string(),
+        parts.next().unwrap_or("").to_string(),
+    );
     let path = target.split('?').next().unwrap_or("").to_string();
     let range = headers.get("range").cloned();
-    let authorized = headers.get("authorization").is_some_and(|a| a == &format!("Bearer {TOKEN}"));
+    let authorized = headers
+        .get("authorization")
+        .is_some_and(|a| a == &format!("Bearer {TOKEN}"));
     let response = {
         let mut state = state.lock().unwrap();
-        state
-            .log
-            .push(format!("{method} {path}{}", range.as_ref().map(|r| format!(" {r}")).unwrap_or_default()));
+        state.log.push(format!(
+            "{method} {path}{}",
+            range.as_ref().map(|r| format!(" {r}")).unwrap_or_default()
+        ));
         route(&mut state, &method, &path, range.as_deref(), authorized)
     };
     write(stream, &method, response)
@@ -259,12 +271,20 @@ fn route(state: &mut State, method: &str, path: &str, range: Option<&str>, autho
                 (None, Some((id, rev))) => (decode(id), decode(rev.trim_end_matches('/')), true),
                 (None, None) => (decode(rest), "main".to_string(), false),
             };
-            let Some(repo) = state.repos.get(&key(kind, &id)) else { return not_found("RepoNotFound") };
+            let Some(repo) = state.repos.get(&key(kind, &id)) else {
+                return not_found("RepoNotFound");
+            };
             if repo.gated && !authorized {
-                return json(401, serde_json::json!({"error": "Access to this repo is restricted"}), Some("GatedRepo"));
+                return json(
+                    401,
+                    serde_json::json!({"error": "Access to this repo is restricted"}),
+                    Some("GatedRepo"),
+                );
             }
             let commit = repo.branches.get(&revision).cloned().unwrap_or(revision);
-            let Some(files) = repo.commits.get(&commit) else { return not_found("RevisionNotFound") };
+            let Some(files) = repo.commits.get(&commit) else {
+                return not_found("RevisionNotFound");
+            };
             if tree {
                 let entries: Vec<_> = files
                     .iter()
@@ -292,16 +312,26 @@ fn route(state: &mut State, method: &str, path: &str, range: Option<&str>, autho
         Some(rest) => ("datasets", rest),
         None => ("models", path.trim_start_matches('/')),
     };
-    let Some((id, after)) = rest.split_once("/resolve/") else { return not_found("EntryNotFound") };
-    let Some((revision, file)) = after.split_once('/') else { return not_found("EntryNotFound") };
+    let Some((id, after)) = rest.split_once("/resolve/") else {
+        return not_found("EntryNotFound");
+    };
+    let Some((revision, file)) = after.split_once('/') else {
+        return not_found("EntryNotFound");
+    };
     let (id, revision, file) = (decode(id), decode(revision), decode(file));
-    let Some(repo) = state.repos.get(&key(kind, &id)) else { return not_found("RepoNotFound") };
+    let Some(repo) = state.repos.get(&key(kind, &id)) else {
+        return not_found("RepoNotFound");
+    };
     if repo.gated && !authorized {
         return json(401, serde_json::json!({"error": "restricted"}), Some("GatedRepo"));
     }
     let commit = repo.branches.get(&revision).cloned().unwrap_or(revision);
-    let Some(files) = repo.commits.get(&commit) else { return not_found("RevisionNotFound") };
-    let Some(bytes) = files.get(&file).cloned() else { return not_found("EntryNotFound") };
+    let Some(files) = repo.commits.get(&commit) else {
+        return not_found("RevisionNotFound");
+    };
+    let Some(bytes) = files.get(&file).cloned() else {
+        return not_found("EntryNotFound");
+    };
     let tag = etag(&file, &bytes);
     let total = bytes.len();
     let mut headers = vec![
@@ -327,7 +357,7 @@ fn route(state: &mut State, method: &str, path: &str, range: Option<&str>, autho
         }
         None => (200, bytes),
     };
-    let full = !(range == Some("bytes=0-0")) && method == "GET";
+    let full = range != Some("bytes=0-0") && method == "GET";
     let cut_at = if full && state.cut.as_deref() == Some(file.rsplit('/').next().unwrap_or("")) {
         state.cut = None;
         Some(body.len() / 2)
@@ -354,7 +384,10 @@ fn write(mut stream: TcpStream, method: &str, response: Response) -> std::io::Re
     for (k, v) in &response.headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
-    head.push_str(&format!("Content-Length: {}\r\nConnection: close\r\n\r\n", response.body.len()));
+    head.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
+        response.body.len()
+    ));
     stream.write_all(head.as_bytes())?;
     if method != "HEAD" {
         let end = response.cut_at.unwrap_or(response.body.len());

@@ -61,13 +61,20 @@ fn match_split(files: &[String], config: Option<&str>, split: &str) -> Result<Ve
             .collect(),
         None => data.clone(),
     };
-    let mut matched: Vec<String> = scoped.iter().filter(|f| in_split(f, split)).map(|f| f.to_string()).collect();
+    let mut matched: Vec<String> = scoped
+        .iter()
+        .filter(|f| in_split(f, split))
+        .map(|f| f.to_string())
+        .collect();
     matched.sort();
     if matched.is_empty() {
         let listing = if data.is_empty() {
             "no data files".to_string()
         } else {
-            format!("data files: {}", data.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "))
+            format!(
+                "data files: {}",
+                data.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            )
         };
         let scope = config.map(|c| format!(" in config `{c}`")).unwrap_or_default();
         return Err(format!("no split `{split}`{scope} ({listing})"));
@@ -113,11 +120,20 @@ mod tests {
         );
         assert_eq!(match_split(&imdb, Some("plain_text"), "test").unwrap().len(), 1);
         let err = match_split(&imdb, None, "validation").unwrap_err();
-        assert!(err.starts_with("no split `validation` (data files: plain_text/test-"), "{err}");
-        let export = names(&["default/train/0000.parquet", "default/train/0001.parquet", "default/test/0000.parquet"]);
+        assert!(
+            err.starts_with("no split `validation` (data files: plain_text/test-"),
+            "{err}"
+        );
+        let export = names(&[
+            "default/train/0000.parquet",
+            "default/train/0001.parquet",
+            "default/test/0000.parquet",
+        ]);
         assert_eq!(match_split(&export, Some("default"), "train").unwrap().len(), 2);
         let two = names(&["a/train.csv", "b/train.csv"]);
-        assert!(match_split(&two, None, "train").unwrap_err().contains("several configs (a, b)"));
+        assert!(match_split(&two, None, "train")
+            .unwrap_err()
+            .contains("several configs (a, b)"));
         assert!(match_split(&names(&["trainer.csv"]), None, "train").is_err());
     }
 }

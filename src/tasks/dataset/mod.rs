@@ -46,7 +46,11 @@ pub struct Params {
     #[serde(deserialize_with = "split::checked")]
     pub train: String,
     /// The evaluation split, the same way; leave it out with `eval_fraction`.
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "split::checked_opt")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "split::checked_opt"
+    )]
     pub eval: Option<String>,
     /// A Hugging Face Hub dataset id (`stanfordnlp/imdb`, `imdb`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -75,7 +79,11 @@ pub struct Params {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<BTreeMap<String, usize>>,
     /// Carve this fraction of `train` out as the evaluation split (seeded by `sample_seed`).
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "split::fraction")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "split::fraction"
+    )]
     pub eval_fraction: Option<f64>,
     /// With `eval_fraction`: keep each label's share the same in both splits.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -133,7 +141,10 @@ pub const SPLITS: [&str; 2] = ["train", "eval"];
 /// A file-part name made at run time (`train#pos`, `dataset#train#0`), kept for the process.
 fn intern(name: String) -> &'static str {
     static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
-    let mut names = NAMES.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    let mut names = NAMES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     if let Some(&known) = names.get(name.as_str()) {
         return known;
     }
@@ -211,12 +222,20 @@ impl Params {
         }
         let from = match &self.hub {
             Some(repo) => format!("dataset `{repo}`"),
-            None => source.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
+            None => source
+                .paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
         };
         if examples.is_empty() {
             bail!("{from}: the {split} split has no rows");
         }
-        let range = source.spec.range(examples.len()).map_err(|e| anyhow::anyhow!("{from}: {e}"))?;
+        let range = source
+            .spec
+            .range(examples.len())
+            .map_err(|e| anyhow::anyhow!("{from}: {e}"))?;
         Ok((examples[range].to_vec(), names))
     }
 }
@@ -279,7 +298,11 @@ impl Task for Dataset {
         }
         let mut classes = 0;
         for (split, mut examples) in splits {
-            let size = if split == "train" { params.train_size } else { params.eval_size };
+            let size = if split == "train" {
+                params.train_size
+            } else {
+                params.eval_size
+            };
             if let Some(size) = size {
                 if size > examples.len() {
                     bail!(

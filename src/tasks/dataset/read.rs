@@ -28,7 +28,11 @@ impl Format {
         if path.is_dir() {
             return Ok(Format::Folder);
         }
-        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or_default().to_ascii_lowercase();
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or_default()
+            .to_ascii_lowercase();
         Ok(match ext.as_str() {
             "csv" => Format::Csv,
             "tsv" | "tab" => Format::Tsv,
@@ -59,7 +63,11 @@ impl Columns<'_> {
         match self.labels {
             Some(map) => map.get(raw).copied().with_context(|| {
                 let known: Vec<&str> = map.keys().map(String::as_str).collect();
-                format!("{}: unknown label `{raw}` (expected one of: {})", at(), known.join(", "))
+                format!(
+                    "{}: unknown label `{raw}` (expected one of: {})",
+                    at(),
+                    known.join(", ")
+                )
             }),
             None => raw.parse::<usize>().with_context(|| {
                 format!(
@@ -87,7 +95,9 @@ impl Columns<'_> {
 pub fn read(path: &Path, format: Format, columns: &Columns) -> Result<(Vec<Example>, Option<Vec<String>>)> {
     Ok(match format {
         Format::Csv | Format::Tsv => {
-            let delimiter = columns.delimiter.unwrap_or(if format == Format::Tsv { b'\t' } else { b',' });
+            let delimiter = columns
+                .delimiter
+                .unwrap_or(if format == Format::Tsv { b'\t' } else { b',' });
             let bytes = std::fs::read(path).with_context(|| format!("cannot open {}", path.display()))?;
             (read_delimited(path, &bytes, delimiter, columns)?, None)
         }
@@ -145,7 +155,11 @@ pub fn read_delimited(path: &Path, bytes: &[u8], delimiter: u8, columns: &Column
             } else {
                 "; the file is read without a header (has_header = false), so columns are named by index".into()
             };
-            format!("{}: no column `{name}` (columns: {}){hint}", path.display(), headers.join(", "))
+            format!(
+                "{}: no column `{name}` (columns: {}){hint}",
+                path.display(),
+                headers.join(", ")
+            )
         })
     };
     let (text_index, label_index) = (column(columns.text)?, column(columns.label)?);
@@ -253,11 +267,7 @@ fn read_parquet(path: &Path, columns: &Columns) -> Result<Vec<Example>> {
                 .and_then(|f| scalar(f))
                 .with_context(|| format!("{}: column `{name}` is not a string or number", at()))
         };
-        examples.push(columns.example(
-            &get(text_index, columns.text)?,
-            &get(label_index, columns.label)?,
-            &at,
-        )?);
+        examples.push(columns.example(&get(text_index, columns.text)?, &get(label_index, columns.label)?, &at)?);
     }
     Ok(examples)
 }

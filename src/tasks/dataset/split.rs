@@ -51,7 +51,11 @@ impl SplitSpec {
             if percent && !(-100..=100).contains(&value) {
                 return Err(format!("invalid split `{text}`: `{part}` is beyond 100%"));
             }
-            Ok(Some(if percent { Bound::Percent(value) } else { Bound::Row(value) }))
+            Ok(Some(if percent {
+                Bound::Percent(value)
+            } else {
+                Bound::Row(value)
+            }))
         };
         if name.is_empty() {
             return Err(format!("invalid split `{text}`: no split name before `[`"));
@@ -64,7 +68,9 @@ impl SplitSpec {
 
     /// The rows of a split of `len` rows this spec selects.
     pub fn range(&self, len: usize) -> Result<Range<usize>, String> {
-        let Some((from, to)) = self.slice else { return Ok(0..len) };
+        let Some((from, to)) = self.slice else {
+            return Ok(0..len);
+        };
         let n = len as i64;
         let at = |bound: Option<Bound>, default: i64| -> Result<usize, String> {
             let index = match bound {
@@ -163,7 +169,10 @@ mod tests {
         assert!(SplitSpec::parse("train[10]").unwrap_err().contains("needs a `:`"));
         assert!(SplitSpec::parse("train[:150%]").unwrap_err().contains("beyond 100%"));
         let err = range("train[:10000]", 2000).unwrap_err();
-        assert!(err.contains("row 10000 is out of range, the `train` split has 2000 rows"), "{err}");
+        assert!(
+            err.contains("row 10000 is out of range, the `train` split has 2000 rows"),
+            "{err}"
+        );
         assert!(range("train[5:5]", 10).unwrap_err().contains("selects no rows"));
     }
 }
