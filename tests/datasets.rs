@@ -57,6 +57,14 @@ fn glob_metrics(cache: &Path) -> (usize, usize) {
     panic!("no dataset metrics under {}", cache.display());
 }
 
+/// Writes `exp.toml` with `dataset` and runs it: the run must fail; returns its stderr.
+fn fails(dir: &Path, dataset: &str) -> String {
+    std::fs::write(dir.join("exp.toml"), experiment(dataset)).unwrap();
+    let out = support::orchestrate(dir).args(["run", "exp.toml"]).output().unwrap();
+    assert!(!out.status.success(), "{dataset} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 fn write_split(dir: &Path, name: &str, split: &str, line: impl Fn(&str, u8) -> String) {
     let body: String = rows(split).iter().map(|(t, l)| line(t, *l)).collect();
     std::fs::write(dir.join(name), body).unwrap();
@@ -78,16 +86,10 @@ fn headerless_tsv() {
     .unwrap();
     assert_eq!(run_ok(dir.path()), (40, 20));
     // The default column names do not exist in a headerless file: the error says why.
-    std::fs::write(
-        dir.path().join("exp.toml"),
-        experiment("train = \"train.txt\"\neval = \"eval.txt\"\nhas_header = false"),
-    )
-    .unwrap();
-    let out = support::orchestrate(dir.path())
-        .args(["run", "exp.toml"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = fails(
+        dir.path(),
+        "train = \"train.txt\"\neval = \"eval.txt\"\nhas_header = false",
+    );
     assert!(
         err.contains("train.txt: no column `text` (columns: 0, 1)") && err.contains("named by index"),
         "{err}"
@@ -127,17 +129,7 @@ fn parquet_file_and_its_missing_column() {
     )
     .unwrap();
     assert_eq!(run_ok(dir.path()), (30, 10));
-    std::fs::write(
-        dir.path().join("exp.toml"),
-        experiment("train = \"reviews.parquet\"\neval = \"reviews.parquet\""),
-    )
-    .unwrap();
-    let out = support::orchestrate(dir.path())
-        .args(["run", "exp.toml"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = fails(dir.path(), "train = \"reviews.parquet\"\neval = \"reviews.parquet\"");
     assert!(
         err.contains("reviews.parquet: no column `text` (columns: review, label)"),
         "{err}"

@@ -68,6 +68,15 @@ fn run(dir: &Path, endpoint: &str, args: &[&str]) -> (bool, String, String) {
     )
 }
 
+fn run_offline(dir: &Path, endpoint: &str) -> (bool, String) {
+    let out = orchestrate(dir, endpoint)
+        .env("HF_HUB_OFFLINE", "1")
+        .args(["run", "exp.toml"])
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
 fn sandbox(experiment: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("exp.toml"), experiment).unwrap();
@@ -123,13 +132,8 @@ fn downloads_once_then_runs_from_the_cache_with_the_hub_stopped() {
     assert!(err.contains("0 ran, 3 cached"), "{err}");
     assert!(err.contains("unreachable"), "says it used the cache: {err}");
     // Offline mode: the same without even asking.
-    let out = orchestrate(dir.path(), &hub.endpoint())
-        .env("HF_HUB_OFFLINE", "1")
-        .args(["run", "exp.toml"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && err.contains("0 ran, 3 cached"), "{err}");
+    let (ok, err) = run_offline(dir.path(), &hub.endpoint());
+    assert!(ok && err.contains("0 ran, 3 cached"), "{err}");
     assert!(!err.contains("unreachable"), "{err}");
 }
 
@@ -233,13 +237,8 @@ fn hub_errors_name_the_repository_and_what_to_do() {
 
     // Offline with nothing cached; a slice past the split's end.
     let dir = sandbox(EXPERIMENT);
-    let out = orchestrate(dir.path(), &hub.endpoint())
-        .env("HF_HUB_OFFLINE", "1")
-        .args(["run", "exp.toml"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let (ok, err) = run_offline(dir.path(), &hub.endpoint());
+    assert!(!ok);
     assert!(
         err.contains("is not in the Hugging Face cache") && err.contains("HF_HUB_OFFLINE is set"),
         "{err}"
