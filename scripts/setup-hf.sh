@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent: .venv-hf with the full PyPI torch 2.11.0 + transformers + peft, for the checks
-# that run Hugging Face's own code (scripts/roundtrip.sh, scripts/make_model_fixtures.py).
+# that run Hugging Face's own code (scripts/roundtrip.sh, scripts/make_model_fixtures.py,
+# tests/hub.rs: transformers brings huggingface_hub, whose cache orchestrate shares).
 # Separate from .venv-torch, which tch links against and which cannot `import torch`.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

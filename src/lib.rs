@@ -14,6 +14,7 @@ pub mod bench;
 pub mod commands;
 pub mod events;
 pub mod graph;
+pub mod hub;
 pub mod model;
 pub mod plan;
 pub mod report;

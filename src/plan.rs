@@ -6,6 +6,9 @@
 //! propagates down the DAG) and the blake3 of every external file it reads. Deliberately
 //! left out: task and experiment names (two experiments with the same configuration share
 //! an artifact), paths of input files (their content counts, not where they are), mtimes.
+//! A file from a Hugging Face Hub snapshot also records the commit it came from under
+//! `revisions` (absent when there is none, so keys of local files are unchanged): a moved
+//! `main` re-keys even where the files did not change, and `why` names the two commits.
 //! The parts are serialized canonically (sorted keys, no whitespace) and hashed with blake3.
 //!
 //! Staleness is data: [`compare`] turns old and new parts into [`Reason`]s, rendered
@@ -37,6 +40,9 @@ pub struct KeyParts {
     pub inputs: BTreeMap<String, String>,
     /// File parameter → blake3 of the file's content.
     pub files: BTreeMap<String, String>,
+    /// File parameter (before any `#`) → the hub commit its files came from.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub revisions: BTreeMap<String, String>,
 }
 
 impl KeyParts {
@@ -105,6 +111,12 @@ pub enum Reason {
         old: Option<String>,
         new: String,
     },
+    /// A hub repository's revision resolved to another commit (`main` moved).
+    RevisionChanged {
+        name: String,
+        old: Option<String>,
+        new: String,
+    },
     /// The parts are equal but the key is not: the canonical form itself changed.
     Unknown,
 }
@@ -141,6 +153,15 @@ impl fmt::Display for Reason {
                     short(new)
                 ),
                 None => write!(f, "file `{name}` ({}) is new", path.display()),
+            },
+            Reason::RevisionChanged { name, old, new } => match old {
+                Some(old) => write!(
+                    f,
+                    "{name} revision changed ({} → {})",
+                    crate::hub::short(old),
+                    crate::hub::short(new)
+                ),
+                None => write!(f, "{name} now comes from the hub (revision {})", crate::hub::short(new)),
             },
             Reason::Unknown => write!(f, "key changed for an unlisted reason"),
         }
@@ -215,6 +236,15 @@ pub fn compare(
             });
         }
     }
+    for (name, commit) in &new.revisions {
+        if old.revisions.get(name) != Some(commit) {
+            reasons.push(Reason::RevisionChanged {
+                name: name.clone(),
+                old: old.revisions.get(name).cloned(),
+                new: commit.clone(),
+            });
+        }
+    }
     if reasons.is_empty() {
         reasons.push(Reason::Unknown);
     }
@@ -259,6 +289,7 @@ pub fn plan<'e>(experiment: &'e Experiment, store: &Store) -> Result<Plan<'e>> {
         let mut params = task.params.clone();
         let mut files = BTreeMap::new();
         let mut file_digests = BTreeMap::new();
+        let mut revisions = BTreeMap::new();
         let external = kind
             .files(&task.params, &task.base_dir)
             .with_context(|| format!("task `{}` ({})", task.name, experiment.path.display()))?;
@@ -266,7 +297,7 @@ pub fn plan<'e>(experiment: &'e Experiment, store: &Store) -> Result<Plan<'e>> {
             let digest = match digests.get(&path) {
                 Some(digest) => digest.clone(),
                 None => {
-                    let digest = crate::util::path_digest(&path).with_context(|| {
+                    let digest = crate::model::hub::digest(&path).with_context(|| {
                         format!("task `{}`: cannot read its `{name}` file {}", task.name, path.display())
                     })?;
                     digests.insert(path.clone(), digest.clone());
@@ -274,7 +305,12 @@ pub fn plan<'e>(experiment: &'e Experiment, store: &Store) -> Result<Plan<'e>> {
                 }
             };
             if let Some(map) = params.as_object_mut() {
-                map.remove(name);
+                // `train#pos`: one of the files the `train` parameter names.
+                map.remove(name.split('#').next().unwrap_or(name));
+            }
+            if let Some(pin) = crate::hub::Pin::of(&path) {
+                let part = name.split('#').next().unwrap_or(name);
+                revisions.insert(part.to_string(), pin.commit);
             }
             file_digests.insert(name.to_string(), digest);
             files.insert(name.to_string(), path);
@@ -290,6 +326,7 @@ pub fn plan<'e>(experiment: &'e Experiment, store: &Store) -> Result<Plan<'e>> {
                 .map(|(slot, &upstream)| (slot.clone(), entries[upstream].key.clone()))
                 .collect(),
             files: file_digests,
+            revisions,
         };
         let key = parts.key();
         let status = match store.lookup(&key) {
@@ -334,6 +371,7 @@ mod tests {
             params: json!({"max_iter": 1000, "c": 1.0}),
             inputs: BTreeMap::from([("features".to_string(), "ab".repeat(32))]),
             files: BTreeMap::new(),
+            revisions: BTreeMap::new(),
         }
     }
 
@@ -386,5 +424,20 @@ mod tests {
             }]
         );
         assert_eq!(reasons[0].to_string(), "parameter `c` changed (1.0 → 0.5)");
+    }
+
+    #[test]
+    fn a_moved_revision_rekeys_and_is_named() {
+        let mut old = parts();
+        old.revisions
+            .insert("model".into(), "1c4513b2eedbda136f57676a34eea67aba266e5c".into());
+        let mut new = parts();
+        new.revisions
+            .insert("model".into(), "043235d6088ecd3dd5fb5ca3592b6913fd516027".into());
+        assert_ne!(old.key(), new.key());
+        assert_ne!(old.key(), parts().key(), "a revision changes the key");
+        let reasons = compare(&old, &new, &BTreeMap::new(), &BTreeMap::new());
+        assert_eq!(reasons.len(), 1);
+        assert_eq!(reasons[0].to_string(), "model revision changed (1c4513b → 043235d)");
     }
 }

@@ -135,6 +135,8 @@ fn inspect_resolves_hub_ids_in_the_hf_cache() {
     // The only test in this binary that touches HF_HOME.
     std::env::set_var("HF_HOME", home.path());
     std::env::remove_var("HF_HUB_CACHE");
+    // The cache alone: a missing model is not looked for on the hub.
+    std::env::set_var("HF_HUB_OFFLINE", "1");
     let out = inspect::run("lab/tiny-distilbert", &Method::Full).unwrap();
     assert!(out.contains("Embedding(64, 32, padding_idx=0)"));
     let opts = LoadOptions {
@@ -146,4 +148,5 @@ fn inspect_resolves_hub_ids_in_the_hf_cache() {
     let err = model::load("lab/not-downloaded", &opts).unwrap_err().to_string();
     assert!(err.contains("not in the Hugging Face cache"), "{err}");
     assert!(err.contains("models--lab--not-downloaded"), "{err}");
+    assert!(err.contains("HF_HUB_OFFLINE is set"), "{err}");
 }

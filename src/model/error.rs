@@ -27,10 +27,13 @@ pub enum ModelError {
     },
 
     #[error(
-        "model {target:?} is neither a model folder nor a config.json, and is not in the \
-         Hugging Face cache (looked in {looked}); download it there or pass a folder"
+        "model {target:?} is neither a model folder nor a config.json nor a Hugging Face Hub id \
+         (`name`, `org/name`, `org/name@revision`; cache: {looked})"
     )]
     NotFound { target: String, looked: PathBuf },
+
+    #[error(transparent)]
+    Hub(#[from] crate::hub::HubError),
 
     #[error("{path}: invalid config: {message}")]
     Config { path: PathBuf, message: String },

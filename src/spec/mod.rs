@@ -434,8 +434,9 @@ struct ModelConfigs {
 
 impl ModelConfigs {
     /// The config of the model a task works with: its own `model` parameter, else the
-    /// nearest upstream task's; `None` when there is none or it cannot be read here (the task
-    /// then reports the problem when it runs).
+    /// nearest upstream task's; `None` when there is none, when it is not on disk next to the
+    /// experiment (a hub id: loading a spec downloads nothing, planning does) or when its
+    /// config does not parse (the task reports that when it runs).
     fn for_task(
         &mut self,
         params: &serde_json::Value,
@@ -448,7 +449,10 @@ impl ModelConfigs {
             .and_then(|m| m.as_str())
             .map(|m| (m.to_string(), base_dir.to_path_buf()));
         let (model, base_dir) = nearest_model(own, inputs, instances)?;
-        let folder = crate::tasks::tokenize::model_path(&base_dir, &model).ok()?;
+        let folder = base_dir.join(model);
+        if !folder.exists() {
+            return None;
+        }
         self.read
             .entry(folder.clone())
             .or_insert_with(|| {

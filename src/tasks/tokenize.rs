@@ -23,7 +23,8 @@ pub struct Tokenize;
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Params {
-    /// A model folder (relative to the experiment file) or a hub id in the HF cache.
+    /// A model folder (relative to the experiment file) or a Hugging Face Hub id
+    /// (`org/name`, `org/name@revision`), downloaded into the HF cache when missing.
     pub model: String,
     #[serde(default = "default_max_len")]
     pub max_len: usize,
@@ -31,6 +32,12 @@ pub struct Params {
     /// notebook did).
     #[serde(default)]
     pub drop_longer: bool,
+    /// Keep the first this many training examples (after `drop_longer`), as the Yelp
+    /// notebook's `select(range(5000))` does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_size: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_size: Option<usize>,
 }
 
 fn default_max_len() -> usize {
@@ -57,7 +64,7 @@ pub struct TokensShape {
 const SHAPE_METADATA: &str = "orchestrate.tokens";
 
 /// Where a `model` parameter points: a folder or file next to the experiment, else a hub
-/// id resolved in the Hugging Face cache.
+/// id resolved through the Hugging Face cache (downloaded when missing).
 pub fn model_path(base_dir: &Path, model: &str) -> Result<PathBuf> {
     let local = base_dir.join(model);
     if local.exists() {
@@ -115,6 +122,10 @@ impl Task for Tokenize {
         let pad_id = tokenizer.token_to_id("[PAD]").unwrap_or(0) as i64;
         let labels = dataset::load_label_names(&ctx.input("data")?.dir)?;
         let mut metrics = Metrics::default();
+        if let Some(pin) = crate::hub::Pin::of(&folder) {
+            // The report shows which commit of a hub model the tokens came from.
+            metrics.extra.insert("model_revision".into(), pin.commit.into());
+        }
         let mut splits = Vec::new();
         for split in dataset::SPLITS {
             let examples = dataset::load_split(&ctx.input("data")?.dir, split)?;
@@ -148,6 +159,25 @@ impl Task for Tokenize {
                     "the {split} split has no examples left (dropped {dropped} longer than {} tokens)",
                     params.max_len
                 );
+            }
+            let size = if split == "train" {
+                params.train_size
+            } else {
+                params.eval_size
+            };
+            if let Some(size) = size {
+                if size > kept.len() {
+                    bail!(
+                        "{split}_size = {size} but the {split} split has {} examples{}",
+                        kept.len(),
+                        if dropped > 0 {
+                            format!(" after dropping {dropped} longer than {} tokens", params.max_len)
+                        } else {
+                            String::new()
+                        }
+                    );
+                }
+                kept.truncate(size);
             }
             let mean = kept.iter().map(|e| e.ids.len()).sum::<usize>() as f64 / kept.len() as f64;
             metrics.extra.insert(format!("{split}_examples"), kept.len().into());
