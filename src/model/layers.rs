@@ -17,6 +17,7 @@ use super::tree::ModuleNode;
 
 thread_local! {
     static AUTOCAST: Cell<Option<Kind>> = const { Cell::new(None) };
+    static DROPOUT_MASKS: Cell<DropoutMasks> = const { Cell::new(DropoutMasks::Bits16) };
 }
 
 /// Mixed precision on this thread while the guard lives, as `torch.autocast` does: linear
@@ -39,6 +40,45 @@ pub struct AutocastGuard {
 impl Drop for AutocastGuard {
     fn drop(&mut self) {
         AUTOCAST.set(self.previous);
+    }
+}
+
+/// How [`Dropout`] draws its masks in training mode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DropoutMasks {
+    /// Sixteen random bits per element, four elements to one 64-bit draw, kept when they are
+    /// at least `round(p · 65536)`: `p` is quantised to a multiple of 1/65536 and the kept
+    /// values are scaled by the inverse of the quantised keep rate, so the expectation is
+    /// unchanged. A fraction of a float Bernoulli draw per element.
+    #[default]
+    Bits16,
+    /// `torch.nn.functional.dropout`: one float Bernoulli draw per element, as transformers.
+    Torch,
+}
+
+impl DropoutMasks {
+    pub fn is_torch(&self) -> bool {
+        *self == DropoutMasks::Torch
+    }
+}
+
+/// Dropout on this thread draws its masks as `masks` says while the guard lives.
+pub fn dropout_masks(masks: DropoutMasks) -> DropoutMasksGuard {
+    DropoutMasksGuard {
+        previous: DROPOUT_MASKS.replace(masks),
+    }
+}
+
+/// Restores the previous mask scheme when dropped.
+#[must_use = "the mask scheme lasts only while the guard lives"]
+pub struct DropoutMasksGuard {
+    previous: DropoutMasks,
+}
+
+impl Drop for DropoutMasksGuard {
+    fn drop(&mut self) {
+        DROPOUT_MASKS.set(self.previous);
     }
 }
 
@@ -228,12 +268,33 @@ impl Dropout {
         if !train || self.p == 0.0 {
             return Ok(xs.shallow_clone());
         }
-        Ok(xs.f_dropout(self.p, train)?)
+        match DROPOUT_MASKS.get() {
+            DropoutMasks::Torch => Ok(xs.f_dropout(self.p, train)?),
+            DropoutMasks::Bits16 => bits16_dropout(xs, self.p),
+        }
     }
 
     pub fn module_node(&self) -> ModuleNode {
         ModuleNode::leaf("Dropout", format!("p={}, inplace=False", py_float(self.p)))
     }
+}
+
+/// [`DropoutMasks::Bits16`]: uniform 64-bit draws (`random_` over the whole `int64` range)
+/// reinterpreted as four `int16` lanes each, compared with the quantised threshold; the
+/// mask, scaled in `xs`'s kind as torch's own dropout scales it, is what autograd keeps.
+fn bits16_dropout(xs: &Tensor, p: f64) -> Result<Tensor> {
+    const LANES: f64 = 65536.0;
+    let dropped = (p * LANES).round();
+    if dropped >= LANES {
+        return Ok(xs.f_zeros_like()?);
+    }
+    let numel = xs.numel() as i64;
+    let mut words = Tensor::f_empty([(numel + 3) / 4], (Kind::Int64, xs.device()))?;
+    let _ = words.f_random_from_(i64::MIN, None)?;
+    let lanes = words.f_view_dtype(Kind::Int16)?.f_narrow(0, 0, numel)?.f_view(xs.size().as_slice())?;
+    let keep = lanes.f_ge(dropped as i64 + i64::from(i16::MIN))?;
+    let mask = keep.f_to_kind(xs.kind())?.f_mul_scalar(LANES / (LANES - dropped))?;
+    Ok(xs.f_mul(&mask)?)
 }
 
 /// transformers' `ACT2FN` activations used by these models.
@@ -363,5 +424,70 @@ mod tests {
         assert_eq!(py_float(1e-5), "1e-05");
         assert_eq!(py_float(2.5e-7), "2.5e-07");
         assert_eq!(py_float(1.0), "1.0");
+    }
+}
+
+#[cfg(test)]
+mod dropout_tests {
+    use super::*;
+
+    fn train_dropout(xs: &Tensor, p: f64, masks: DropoutMasks) -> Tensor {
+        let _masks = dropout_masks(masks);
+        Dropout { p }.forward_t(xs, true).unwrap()
+    }
+
+    #[test]
+    fn bits16_masks_keep_the_quantised_rate_and_scale_the_kept_values() {
+        tch::manual_seed(7);
+        let xs = Tensor::ones([3, 7, 4099], (Kind::Float, tch::Device::Cpu));
+        for p in [0.1, 0.5, 0.9] {
+            let ys = train_dropout(&xs, p, DropoutMasks::Bits16);
+            let kept = ys.ne(0.0);
+            let keep_rate = f64::try_from(kept.to_kind(Kind::Double).mean(Kind::Double)).unwrap();
+            let quantised_keep = 1.0 - (p * 65536.0).round() / 65536.0;
+            // 86k draws: three standard deviations of the binomial rate are under 0.006.
+            assert!((keep_rate - (1.0 - p)).abs() < 0.006, "p {p}: kept {keep_rate}");
+            let values = ys.masked_select(&kept);
+            let scale = 1.0 / quantised_keep;
+            let spread = f64::try_from((values - scale).abs().max()).unwrap();
+            assert!(spread < 1e-6, "p {p}: kept values are not 1/(1-p)");
+        }
+    }
+
+    #[test]
+    fn bits16_lanes_are_independent_of_their_position_in_the_draw() {
+        // Four lanes share one 64-bit draw; a sign bit lost in any lane would show as a
+        // keep rate far from 1 - p in that lane.
+        tch::manual_seed(11);
+        let xs = Tensor::ones([4 * 40_000], (Kind::Float, tch::Device::Cpu));
+        let kept = train_dropout(&xs, 0.5, DropoutMasks::Bits16).ne(0.0).to_kind(Kind::Double).view([-1, 4]);
+        let per_lane = Vec::<f64>::try_from(kept.mean_dim(0, false, Kind::Double)).unwrap();
+        for (lane, rate) in per_lane.iter().enumerate() {
+            assert!((rate - 0.5).abs() < 0.01, "lane {lane} keeps {rate}");
+        }
+    }
+
+    #[test]
+    fn bits16_masks_follow_the_seed_and_carry_the_gradient() {
+        let xs = Tensor::randn([5, 33], (Kind::Float, tch::Device::Cpu)).set_requires_grad(true);
+        tch::manual_seed(3);
+        let a = train_dropout(&xs, 0.3, DropoutMasks::Bits16);
+        tch::manual_seed(3);
+        let b = train_dropout(&xs, 0.3, DropoutMasks::Bits16);
+        assert!(a.equal(&b), "the same seed draws the same mask");
+        a.sum(Kind::Float).backward();
+        let grad = xs.grad();
+        let expected = a.detach().ne(0.0).to_kind(Kind::Float) * (65536.0 / (65536.0 - (0.3f64 * 65536.0).round()));
+        assert!(grad.allclose(&expected, 1e-6, 1e-6, false), "the gradient is the scaled mask");
+    }
+
+    #[test]
+    fn torch_masks_are_torch_dropout_and_eval_is_the_identity() {
+        let xs = Tensor::randn([4, 16], (Kind::Float, tch::Device::Cpu));
+        tch::manual_seed(5);
+        let ours = train_dropout(&xs, 0.2, DropoutMasks::Torch);
+        tch::manual_seed(5);
+        assert!(ours.equal(&xs.dropout(0.2, true)));
+        assert!(Dropout { p: 0.2 }.forward_t(&xs, false).unwrap().equal(&xs));
     }
 }

@@ -70,6 +70,12 @@ macro_rules! training_params {
             /// `"bf16"`: mixed precision (Trainer's `bf16=True`); float32 by default.
             #[serde(default, skip_serializing_if = "crate::train::Precision::is_default")]
             pub precision: crate::train::Precision,
+            /// How dropout draws its masks: `"bits16"` (16 random bits per element, `p`
+            /// quantised to 1/65536) or `"torch"` (torch's float Bernoulli draws, as
+            /// transformers). Written into the key only as `"bits16"`, so the keys of results
+            /// trained before the option existed (with torch's masks) are those of `"torch"`.
+            #[serde(default, skip_serializing_if = "crate::model::layers::DropoutMasks::is_torch")]
+            pub dropout_masks: crate::model::layers::DropoutMasks,
             $($(#[$fattr])* pub $field: $ty,)*
         }
 
@@ -97,6 +103,7 @@ macro_rules! training_params {
                         pooling: self.pooling,
                         group_by_length: self.group_by_length,
                         precision: self.precision,
+                        dropout_masks: self.dropout_masks,
                     },
                 }
             }

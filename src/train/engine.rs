@@ -135,6 +135,7 @@ pub fn train(
             let (inputs, labels) = train.batch(chunk, model.device())?;
             let batch_logits = {
                 let _autocast = params.precision.autocast();
+                let _masks = crate::model::layers::dropout_masks(params.dropout_masks);
                 logits(model, &inputs, true, params.pooling)?
             }
             .f_to_kind(tch::Kind::Float)?;

@@ -64,6 +64,7 @@ pub struct TrainConfig {
     /// Length-grouped batches ([`sampler::group_by_length`]) instead of a plain shuffle.
     pub group_by_length: bool,
     pub precision: Precision,
+    pub dropout_masks: crate::model::layers::DropoutMasks,
 }
 
 /// The float type training computes in; parameters, optimizer state, the loss and reductions
