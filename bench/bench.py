@@ -26,8 +26,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-# The orchestrate variants: tool -> (features dtype, group_by_length).
-ORCHESTRATE = {"c": ("float32", False), "d": ("bfloat16", False), "g": ("float32", True)}
+# The orchestrate variants: tool -> (features dtype, group_by_length, training precision).
+ORCHESTRATE = {"c": ("float32", False, "fp32"), "d": ("bfloat16", False, "fp32"), "g": ("float32", True, "fp32"),
+               "f": ("float32", False, "bf16")}
+# The Hugging Face variants: tool -> (hf_job.py --variant, bf16).
+HF = {"a": ("seed", False), "b": ("best", False), "e": ("best", True)}
 HYPER = {
     # method: (lr, orchestrate task kind)
     "full": (5e-5, "finetune"),
@@ -48,8 +51,9 @@ def parse():
                    help="epochs of head-tuning: the Trainer's default and the lab's (its speed-up grows with them)")
     p.add_argument("--max-len", default="512,256", help="comma-separated")
     p.add_argument("--methods", default="full,head,lora,tfidf", help="comma-separated: full,head,lora,tfidf")
-    p.add_argument("--tools", default="a,b,c,d,g",
-                   help="comma-separated: a (seed recipe), b (HF best practice), c (orchestrate), "
+    p.add_argument("--tools", default="a,b,e,c,f,d,g",
+                   help="comma-separated: a (seed recipe), b (HF best practice), e (HF best practice, bf16=True), "
+                        "c (orchestrate), f (orchestrate, precision = \"bf16\"), "
                         "d (orchestrate, head-tuning on bfloat16 features), "
                         "g (orchestrate, full fine-tuning and LoRA with group_by_length)")
     p.add_argument("--data", default=str(ROOT / "data/imdb"))
@@ -95,8 +99,10 @@ def subset(args, work):
 def experiment(args, work, data, max_len, method, tool):
     """The orchestrate side: the same hyperparameters as hf_job.py."""
     lora = method == "lora"
-    dtype, grouped = ORCHESTRATE[tool]
+    dtype, grouped, precision = ORCHESTRATE[tool]
     group = "group_by_length = true\n" if grouped else ""
+    if precision != "fp32":
+        group += f'precision = "{precision}"\n'
     name = f"bench-{max_len}-{method}-{tool}"
     text = f"""
 [experiment]
@@ -126,6 +132,8 @@ inputs = {{ tokens = "tokens" }}
 r = 6
 lora_alpha = 12
 target_modules = ["query", "value"]
+# PEFT's default initialisation (kaiming-uniform A, zero B), as hf_job.py's LoraConfig gets.
+init = "kaiming"
 lr = {HYPER['lora'][0]}
 {group}"""
     else:
@@ -229,13 +237,15 @@ def orchestrate(args, work, data, max_len, method, n_train, n_eval, tool):
     return rows
 
 
-def hf(args, work, data, max_len, method, variant):
-    out = work / f"{variant}-{max_len}-{method}.json"
+def hf(args, work, data, max_len, method, tool):
+    variant, bf16 = HF[tool]
+    out = work / f"{tool}-{max_len}-{method}.json"
     cmd = [sys.executable, str(ROOT / "bench/hf_job.py"), "--method", method, "--variant", variant,
+           *(["--bf16"] if bf16 else []),
            "--max-len", str(max_len), "--epochs", str(args.epochs), "--seed", str(args.seed), "--lr", str(HYPER.get(method, (5e-5,))[0]),
            "--train", str(data / "train.csv"), "--eval", str(data / "eval.csv"), "--model", args.model,
            "--out", str(out)]
-    code, wall, rss = run_measured(cmd, work / f"{variant}-{max_len}-{method}.log")
+    code, wall, rss = run_measured(cmd, work / f"{tool}-{max_len}-{method}.log")
     if code != 0:
         return f"failed (exit {code}, see {out.with_suffix('.log')})"
     rows = json.loads(out.read_text())
@@ -244,9 +254,9 @@ def hf(args, work, data, max_len, method, variant):
     return rows
 
 
-def matmul_peak(args):
-    """float32 matmul GFLOP/s through libtorch (orchestrate bench-matmul), best shape."""
-    out = subprocess.run([args.orchestrate, "--json", "bench-matmul", "--seconds", "2"],
+def matmul_peak(args, dtype="float32"):
+    """Matmul GFLOP/s through libtorch (orchestrate bench-matmul) in `dtype`, best shape."""
+    out = subprocess.run([args.orchestrate, "--json", "bench-matmul", "--seconds", "2", "--dtype", dtype],
                          capture_output=True, text=True, cwd=ROOT, check=True)
     return json.loads(out.stdout)
 
@@ -275,37 +285,38 @@ def fmt_rate(row, key):
 
 
 def table(results, args):
-    tool_names = {"a": "(a) seed recipe", "b": "(b) HF best practice", "c": "(c) orchestrate",
+    tool_names = {"a": "(a) seed recipe", "b": "(b) HF best practice", "e": "(e) HF best practice, bf16=True",
+                  "c": "(c) orchestrate", "f": "(c) orchestrate, bf16",
                   "d": "(c) orchestrate, bfloat16 features", "g": "(c) orchestrate, group_by_length",
                   "s": "scikit-learn"}
     lines = [
         "| max_len | method | tool | train samples/s | eval samples/s | wall s | peak RSS MB | accuracy "
-        "| (c)/(a) train, wall | (c)/(b) train, wall |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| (c)/(a) train, wall | (c)/(b) train, wall | (c)/(e) train, wall |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     notes = []
     for (max_len, method), by_tool in results.items():
         for tool, rows in by_tool.items():
             if isinstance(rows, str):
-                lines.append(f"| {max_len} | {method} | {tool_names[tool]} | {rows} | | | | | | |")
+                lines.append(f"| {max_len} | {method} | {tool_names[tool]} | {rows} | | | | | | | |")
                 continue
             for row_name, row in rows.items():
                 ratios = []
-                for other in ("a", "b") if tool in ORCHESTRATE else ():
+                for other in ("a", "b", "e") if tool in ORCHESTRATE else ():
                     ref = by_tool.get(other if method != "tfidf" else "s")
                     if isinstance(ref, dict) and row_name in ref:
                         r = ref[row_name]
                         ratios.append(f"{fmt_rate(row, 'train') / fmt_rate(r, 'train'):.2f}×, {r['wall_s'] / row['wall_s']:.2f}×")
                     else:
                         ratios.append("")
-                ratios += [""] * (2 - len(ratios))
+                ratios += [""] * (3 - len(ratios))
                 if method == "tfidf":
-                    ratios[1] = ""
+                    ratios[1:] = ["", ""]
                 label = method if method != "tfidf" else f"TF-IDF + {'LR' if row_name == 'logreg' else 'NB'}"
                 lines.append(
                     f"| {max_len if method != 'tfidf' else '–'} | {label} | {tool_names[tool]} "
                     f"| {fmt_rate(row, 'train'):,.1f} | {fmt_rate(row, 'eval'):,.1f} | {row['wall_s']:.1f} "
-                    f"| {row['rss_mb']:,.0f} | {row['accuracy']:.3f} | {ratios[0]} | {ratios[1]} |"
+                    f"| {row['rss_mb']:,.0f} | {row['accuracy']:.3f} | {ratios[0]} | {ratios[1]} | {ratios[2]} |"
                 )
                 if tool in ORCHESTRATE and isinstance(by_tool.get("a"), dict) and row_name in by_tool["a"]:
                     theirs, ours = by_tool["a"][row_name].get("trainable_params"), row.get("trainable_params")
@@ -358,28 +369,30 @@ def main():
                     continue  # no padding involved: (a) and (b) are both scikit-learn
                 if tool == "d" and method != "head":
                     continue  # only head-tuning has a frozen encoder to run in bfloat16
-                if tool == "g" and method not in ("full", "lora"):
-                    continue  # only these train on token batches
+                if tool in ("g", "e", "f") and method not in ("full", "lora"):
+                    continue  # only these train on token batches (and in mixed precision)
                 t0 = time.perf_counter()
                 if tool in ORCHESTRATE:
                     by_tool[tool] = orchestrate(margs, work, source, max_len or 512, method, n_train, n_eval, tool)
                 else:
                     key = "s" if method == "tfidf" else tool
-                    by_tool[key] = hf(margs, work, source, max_len or 512, method, "seed" if tool == "a" else "best")
+                    by_tool[key] = hf(margs, work, source, max_len or 512, method, tool)
                 print(f"  {method} max_len {max_len or '-'} ({tool}): {time.perf_counter() - t0:.0f} s", flush=True)
     text, notes = table(results, args)
-    if "full" in methods and "c" in tools:
-        peak = matmul_peak(args)
-        notes.append(f"float32 matmul through libtorch ({peak['threads']} threads): peak {peak['peak_gflops']:.1f} GFLOP/s "
-                     "(" + ", ".join(f"{r['m']}×{r['k']}·{r['k']}×{r['n']} {r['gflops']:.1f}" for r in peak["shapes"]) + ")")
+    if "full" in methods and ("c" in tools or "f" in tools):
+        peaks = {dtype: matmul_peak(args, dtype) for dtype in ("float32", "bfloat16")}
+        for dtype, peak in peaks.items():
+            notes.append(f"{dtype} matmul through libtorch ({peak['threads']} threads): peak {peak['peak_gflops']:.1f} GFLOP/s "
+                         "(" + ", ".join(f"{r['m']}×{r['k']}·{r['k']}×{r['n']} {r['gflops']:.1f}" for r in peak["shapes"]) + ")")
         for max_len in max_lens:
             flops, mean_len = training_flops(args, plans["full"][1], max_len, args.epochs)
-            for tool in ("a", "b", "c", "g"):
+            for tool in ("a", "b", "e", "c", "f", "g"):
                 rows = results.get((max_len, "full"), {}).get(tool)
                 if isinstance(rows, dict):
                     achieved = flops / rows["full"]["train_s"] / 1e9
+                    mfu = ", ".join(f"{achieved / p['peak_gflops'] * 100:.0f}% of the {d} peak" for d, p in peaks.items())
                     notes.append(f"full fine-tuning, max_len {max_len} (mean {mean_len:.0f} real tokens), {tool}: "
-                                 f"{achieved:.1f} model GFLOP/s = {achieved / peak['peak_gflops'] * 100:.0f}% MFU")
+                                 f"{achieved:.1f} model GFLOP/s = MFU {mfu}")
     header = (f"IMDB reviews, {scales}; seed {args.seed}, all-MiniLM-L6-v2, "
               f"{os.cpu_count()} CPUs; total bench time {time.perf_counter() - started:.0f} s")
     output = header + "\n\n" + text + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"

@@ -5,7 +5,8 @@ Variants, as issue 8 defines them:
   seed  (a) the seed recipe: the tokenizer with padding=True inside datasets.map (so every
         1,000-row chunk is padded to its longest review), Trainer defaults;
   best  (b) HF best practice: no padding in map, DataCollatorWithPadding (dynamic padding)
-        and group_by_length=True.
+        and group_by_length=True; with --bf16 it is (e), the same with Trainer's bf16=True
+        (autocast to bfloat16 on CPU).
 Methods: full (every parameter), head (pooler + classifier; the encoder frozen), lora (PEFT
 LoRA on query/value), tfidf (scikit-learn TF-IDF + logistic regression / multinomial NB).
 
@@ -35,6 +36,7 @@ def parse():
     p.add_argument("--lora-r", type=int, default=6)
     p.add_argument("--lora-alpha", type=float, default=12)
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--bf16", action="store_true", help="TrainingArguments(bf16=True)")
     p.add_argument("--train", required=True)
     p.add_argument("--eval", required=True)
     p.add_argument("--model", default="models/all-MiniLM-L6-v2")
@@ -72,6 +74,7 @@ def transformer(args):
         DataCollatorWithPadding,
         Trainer,
         TrainingArguments,
+        set_seed,
     )
 
     tokenizer = AutoTokenizer.from_pretrained(args.model)
@@ -94,6 +97,9 @@ def transformer(args):
     real = sum(sum(m) for m in train_ds["attention_mask"])
     padded = sum(len(m) for m in train_ds["attention_mask"])
 
+    # Seeded before the model exists: Trainer seeds only when it starts, after the head (and
+    # the LoRA matrices) would already have been drawn the same way for every --seed.
+    set_seed(args.seed)
     model = AutoModelForSequenceClassification.from_pretrained(args.model, num_labels=2)
     if args.method == "head":
         for name, param in model.named_parameters():
@@ -131,6 +137,7 @@ def transformer(args):
         disable_tqdm=True,
         logging_steps=50,
         use_cpu=True,
+        bf16=args.bf16,
         train_sampling_strategy="random" if seed_recipe else "group_by_length",
     )
     trainer = Trainer(

@@ -125,9 +125,12 @@ enum Command {
     },
     /// Re-hash every artifact in the cache against its manifest; exit 1 if any is corrupt.
     Verify,
-    /// Measure float32 matmul GFLOP/s through libtorch (the MFU denominator of bench/run.sh).
+    /// Measure matmul GFLOP/s through libtorch (the MFU denominator of bench/run.sh).
     #[command(hide = true)]
     BenchMatmul {
+        /// `float32` or `bfloat16`.
+        #[arg(long, default_value = "float32", value_parser = parse_dtype)]
+        dtype: orchestrate::model::Dtype,
         /// Torch threads (default: the available cores).
         #[arg(long)]
         threads: Option<usize>,
@@ -135,6 +138,11 @@ enum Command {
         #[arg(long, default_value_t = 2.0)]
         seconds: f64,
     },
+}
+
+fn parse_dtype(text: &str) -> Result<orchestrate::model::Dtype, String> {
+    serde_json::from_value(serde_json::Value::String(text.to_string()))
+        .map_err(|_| format!("expected float32 or bfloat16, got {text:?}"))
 }
 
 static CANCEL: AtomicBool = AtomicBool::new(false);
@@ -222,9 +230,11 @@ fn main() -> ExitCode {
         Command::Inspect { model, method, sets } => {
             commands::inspect(&model, &method, &sets).and_then(|v| show(&v, mode))
         }
-        Command::BenchMatmul { threads, seconds } => {
-            orchestrate::bench::matmul(threads, seconds).and_then(|v| show(&v, mode))
-        }
+        Command::BenchMatmul {
+            threads,
+            seconds,
+            dtype,
+        } => orchestrate::bench::matmul(threads, seconds, dtype).and_then(|v| show(&v, mode)),
         Command::Verify => commands::verify(&settings).and_then(|v| show(&v, mode)),
     };
     match result {

@@ -739,7 +739,11 @@ impl View for InspectView {
 impl View for MatmulBench {
     fn human(&self, _: Mode, text: &mut Text) {
         let out = &mut text.stdout;
-        let _ = writeln!(out, "float32 matmul through libtorch, {} threads:", self.threads);
+        let dtype = match self.dtype {
+            crate::model::Dtype::Float32 => "float32",
+            crate::model::Dtype::Bfloat16 => "bfloat16",
+        };
+        let _ = writeln!(out, "{dtype} matmul through libtorch, {} threads:", self.threads);
         for r in &self.shapes {
             let _ = writeln!(out, "  [{}×{}]·[{}×{}]  {:.1} GFLOP/s", r.m, r.k, r.k, r.n, r.gflops);
         }

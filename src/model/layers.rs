@@ -58,8 +58,8 @@ pub enum DropoutMasks {
 }
 
 impl DropoutMasks {
-    pub fn is_torch(&self) -> bool {
-        *self == DropoutMasks::Torch
+    pub fn is_default(&self) -> bool {
+        *self == DropoutMasks::default()
     }
 }
 
@@ -291,7 +291,10 @@ fn bits16_dropout(xs: &Tensor, p: f64) -> Result<Tensor> {
     let numel = xs.numel() as i64;
     let mut words = Tensor::f_empty([(numel + 3) / 4], (Kind::Int64, xs.device()))?;
     let _ = words.f_random_from_(i64::MIN, None)?;
-    let lanes = words.f_view_dtype(Kind::Int16)?.f_narrow(0, 0, numel)?.f_view(xs.size().as_slice())?;
+    let lanes = words
+        .f_view_dtype(Kind::Int16)?
+        .f_narrow(0, 0, numel)?
+        .f_view(xs.size().as_slice())?;
     let keep = lanes.f_ge(dropped as i64 + i64::from(i16::MIN))?;
     let mask = keep.f_to_kind(xs.kind())?.f_mul_scalar(LANES / (LANES - dropped))?;
     Ok(xs.f_mul(&mask)?)
@@ -460,7 +463,10 @@ mod dropout_tests {
         // keep rate far from 1 - p in that lane.
         tch::manual_seed(11);
         let xs = Tensor::ones([4 * 40_000], (Kind::Float, tch::Device::Cpu));
-        let kept = train_dropout(&xs, 0.5, DropoutMasks::Bits16).ne(0.0).to_kind(Kind::Double).view([-1, 4]);
+        let kept = train_dropout(&xs, 0.5, DropoutMasks::Bits16)
+            .ne(0.0)
+            .to_kind(Kind::Double)
+            .view([-1, 4]);
         let per_lane = Vec::<f64>::try_from(kept.mean_dim(0, false, Kind::Double)).unwrap();
         for (lane, rate) in per_lane.iter().enumerate() {
             assert!((rate - 0.5).abs() < 0.01, "lane {lane} keeps {rate}");
@@ -478,7 +484,10 @@ mod dropout_tests {
         a.sum(Kind::Float).backward();
         let grad = xs.grad();
         let expected = a.detach().ne(0.0).to_kind(Kind::Float) * (65536.0 / (65536.0 - (0.3f64 * 65536.0).round()));
-        assert!(grad.allclose(&expected, 1e-6, 1e-6, false), "the gradient is the scaled mask");
+        assert!(
+            grad.allclose(&expected, 1e-6, 1e-6, false),
+            "the gradient is the scaled mask"
+        );
     }
 
     #[test]

@@ -2,4 +2,5 @@
 //! nothing else (Trainer defaults, see `crate::train`). Output: `checkpoint/` (HF layout).
 
 // Version 2: own AdamW and per-epoch dropout seeds, so that training can resume.
-checkpoint_training_task!(BitFit, "bitfit", 2, crate::model::Method::BitFit, "BitFit");
+// Version 3: dropout masks from 16-bit lanes by default (`dropout_masks`).
+checkpoint_training_task!(BitFit, "bitfit", 3, crate::model::Method::BitFit, "BitFit");

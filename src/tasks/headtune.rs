@@ -19,7 +19,8 @@ pub struct Headtune;
 impl Task for Headtune {
     const KIND: &'static str = "headtune";
     // 2: own AdamW and per-epoch dropout seeds, so that training can resume.
-    const VERSION: u32 = 2;
+    // 3: dropout masks from 16-bit lanes by default (`dropout_masks`).
+    const VERSION: u32 = 3;
     type Params = TrainParams;
 
     fn slots() -> &'static [Slot] {

@@ -41,7 +41,8 @@ impl Params {
 impl Task for Ia3 {
     const KIND: &'static str = "ia3";
     // 2: own AdamW and per-epoch dropout seeds, so that training can resume.
-    const VERSION: u32 = 2;
+    // 3: dropout masks from 16-bit lanes by default (`dropout_masks`).
+    const VERSION: u32 = 3;
     type Params = Params;
 
     trains_on_tokens!(Params);

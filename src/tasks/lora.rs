@@ -189,7 +189,8 @@ pub(super) fn save_adapter(
 impl Task for Lora {
     const KIND: &'static str = "lora";
     // 2: own AdamW and per-epoch dropout seeds, so that training can resume.
-    const VERSION: u32 = 2;
+    // 3: dropout masks from 16-bit lanes by default (`dropout_masks`).
+    const VERSION: u32 = 3;
     type Params = Params;
 
     trains_on_tokens!(Params);

@@ -72,9 +72,8 @@ macro_rules! training_params {
             pub precision: crate::train::Precision,
             /// How dropout draws its masks: `"bits16"` (16 random bits per element, `p`
             /// quantised to 1/65536) or `"torch"` (torch's float Bernoulli draws, as
-            /// transformers). Written into the key only as `"bits16"`, so the keys of results
-            /// trained before the option existed (with torch's masks) are those of `"torch"`.
-            #[serde(default, skip_serializing_if = "crate::model::layers::DropoutMasks::is_torch")]
+            /// transformers does).
+            #[serde(default, skip_serializing_if = "crate::model::layers::DropoutMasks::is_default")]
             pub dropout_masks: crate::model::layers::DropoutMasks,
             $($(#[$fattr])* pub $field: $ty,)*
         }
