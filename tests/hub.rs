@@ -125,6 +125,13 @@ fn downloads_once_then_runs_from_the_cache_with_the_hub_stopped() {
         .join("plain_text/train-00000-of-00001.parquet");
     assert!(shard.is_file(), "{}", shard.display());
     assert!(!hub.downloads().is_empty());
+    // The report records the commit each hub file came from.
+    let (ok, report, err) = run(dir.path(), &hub.endpoint(), &["--json", "report", "exp.toml"]);
+    assert!(ok, "{err}");
+    assert!(
+        report.contains("tokens.model_revision") && report.contains(commit.trim()),
+        "{report}"
+    );
     // Server stopped: nothing is downloaded and nothing runs.
     hub.stop();
     let (ok, _, err) = run(dir.path(), &hub.endpoint(), &["run", "exp.toml"]);

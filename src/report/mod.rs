@@ -24,7 +24,6 @@ use serde::Serialize;
 pub use self::aggregate::{aggregate, Entry, Stat};
 pub use self::table::{csv, json, markdown, table, thousands};
 use crate::plan::{Plan, Status};
-use crate::spec::Experiment;
 use crate::store::Store;
 use crate::tasks::Metrics;
 use crate::util::write_atomic;
@@ -93,7 +92,7 @@ pub fn collect(plan: &Plan, store: &Store) -> Result<Report> {
                     kind: task.kind.kind().to_string(),
                     sweep: task.labels.clone(),
                     key: entry.key.clone(),
-                    params: flat_params(experiment, index),
+                    params: flat_params(plan, index),
                     metrics,
                 });
             }
@@ -119,15 +118,19 @@ pub fn collect(plan: &Plan, store: &Store) -> Result<Report> {
     })
 }
 
-/// A task's parameters and, under `<slot>.`, those of everything upstream of it.
-fn flat_params(experiment: &Experiment, index: usize) -> BTreeMap<String, serde_json::Value> {
+/// A task's parameters, the hub commits its files came from (`model_revision`), and, under
+/// `<slot>.`, the same of everything upstream of it.
+fn flat_params(plan: &Plan, index: usize) -> BTreeMap<String, serde_json::Value> {
     let mut flat = BTreeMap::new();
-    let task = &experiment.tasks[index];
+    let task = &plan.experiment.tasks[index];
     if let Some(object) = task.params.as_object() {
         flat.extend(object.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
+    for (part, commit) in &plan.entries[index].parts.revisions {
+        flat.insert(format!("{part}_revision"), serde_json::Value::String(commit.clone()));
+    }
     for (slot, &upstream) in &task.inputs {
-        for (key, value) in flat_params(experiment, upstream) {
+        for (key, value) in flat_params(plan, upstream) {
             flat.insert(format!("{slot}.{key}"), value);
         }
     }
