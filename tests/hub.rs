@@ -170,6 +170,24 @@ fn a_moved_main_rekeys_and_why_names_the_commits() {
     let (ok, _, err) = run(dir.path(), &hub.endpoint(), &["run", "exp.toml"]);
     assert!(ok, "{err}");
     assert!(err.contains("0 ran, 3 cached"), "{err}");
+    // `revision = …` beside the model (in [defaults] here) is the same pin, the same keys.
+    let with_key = EXPERIMENT.replace(
+        "model = \"distilbert-base-uncased\"",
+        &format!("model = \"distilbert-base-uncased\"\nrevision = \"{}\"", old.trim()),
+    );
+    std::fs::write(dir.path().join("exp.toml"), &with_key).unwrap();
+    let (ok, _, err) = run(dir.path(), &hub.endpoint(), &["run", "exp.toml"]);
+    assert!(ok, "{err}");
+    assert!(err.contains("0 ran, 3 cached"), "{err}");
+    // Both spellings at once is an error that names the key.
+    let both = with_key.replace(
+        "model = \"distilbert-base-uncased\"",
+        &format!("model = \"distilbert-base-uncased@{}\"", new.trim()),
+    );
+    std::fs::write(dir.path().join("exp.toml"), both).unwrap();
+    let (ok, _, err) = run(dir.path(), &hub.endpoint(), &["run", "exp.toml"]);
+    assert!(!ok);
+    assert!(err.contains("revision") && err.contains("not both"), "{err}");
 }
 
 #[test]

@@ -361,10 +361,7 @@ type ParamTable = BTreeMap<String, (toml::Value, Location)>;
 fn base_table(raw: &RawExperiment, declaration: &Declaration) -> ParamTable {
     let kind = declaration.kind;
     let mut table = ParamTable::new();
-    let shared = raw
-        .defaults
-        .iter()
-        .filter(|d| kind.param_names().contains(&d.key.value.as_str()));
+    let shared = raw.defaults.iter().filter(|d| takes(kind.param_names(), &d.key.value));
     let per_kind = raw.kind_defaults.get(kind.kind()).into_iter().flatten();
     for default in shared.chain(per_kind) {
         table.insert(
@@ -386,7 +383,10 @@ fn resolve_instance(
 ) -> Result<TaskInstance, SpecError> {
     let task = &declaration.name.value;
     let locations: BTreeMap<String, Location> = table.iter().map(|(k, (_, l))| (k.clone(), l.clone())).collect();
-    let values: toml::Table = table.into_iter().map(|(k, (v, _))| (k, v)).collect();
+    let mut values: toml::Table = table.into_iter().map(|(k, (v, _))| (k, v)).collect();
+    if !declaration.kind.param_names().contains(&"revision") {
+        fold_revision(&mut values).map_err(|err| param_error(declaration, &locations, err))?;
+    }
     let params = declaration
         .kind
         .resolve(values)
@@ -401,6 +401,43 @@ fn resolve_instance(
         base_dir: declaration.base_dir.clone(),
         location: declaration.name.location.clone(),
     })
+}
+
+/// Whether a kind with these parameters takes `key` from `[defaults]`: its own parameters,
+/// except that a shared `revision` pins the `model` (datasets name their own `revision`).
+fn takes(names: &[&str], key: &str) -> bool {
+    if key == "revision" {
+        names.contains(&"model")
+    } else {
+        names.contains(&key)
+    }
+}
+
+/// `revision = "…"` beside a hub `model` (a branch, tag or commit, as `from_pretrained`'s
+/// `revision=`) is the same as `model = "org/name@…"`: folded into it, so both spellings
+/// share one key.
+fn fold_revision(values: &mut toml::Table) -> Result<(), ParamError> {
+    let Some(revision) = values.remove("revision") else {
+        return Ok(());
+    };
+    let toml::Value::String(revision) = revision else {
+        return Err(ParamError::at(
+            "revision",
+            "revision must be a string (a branch, tag or commit)",
+        ));
+    };
+    let Some(toml::Value::String(model)) = values.get("model") else {
+        return Err(ParamError::at("revision", "revision needs a hub `model` to pin"));
+    };
+    if model.contains('@') {
+        return Err(ParamError::at(
+            "revision",
+            format!("`model = \"{model}\"` already pins a revision; give `@…` or `revision`, not both"),
+        ));
+    }
+    let pinned = format!("{model}@{revision}");
+    values.insert("model".into(), toml::Value::String(pinned));
+    Ok(())
 }
 
 /// A parameter error of `declaration`, pointing at the key (or the task) it is about.
