@@ -162,32 +162,32 @@ fn a_moved_main_rekeys_and_why_names_the_commits() {
     assert!(ok, "{err}");
     assert!(err.contains("2 ran, 1 cached"), "the dataset stays cached: {err}");
     // A pinned revision (`model@<branch, tag or commit>`) reads the old commit again, from the cache.
-    let pinned = EXPERIMENT.replace(
-        "model = \"distilbert-base-uncased\"",
-        &format!("model = \"distilbert-base-uncased@{}\"", old.trim()),
-    );
-    std::fs::write(dir.path().join("exp.toml"), pinned).unwrap();
-    let (ok, _, err) = run(dir.path(), &hub.endpoint(), &["run", "exp.toml"]);
+    let pinned = format!("model = \"distilbert-base-uncased@{}\"", old.trim());
+    let (ok, err) = run_with_model(dir.path(), &hub.endpoint(), &pinned);
     assert!(ok, "{err}");
     assert!(err.contains("0 ran, 3 cached"), "{err}");
     // `revision = …` beside the model (in [defaults] here) is the same pin, the same keys.
-    let with_key = EXPERIMENT.replace(
-        "model = \"distilbert-base-uncased\"",
-        &format!("model = \"distilbert-base-uncased\"\nrevision = \"{}\"", old.trim()),
-    );
-    std::fs::write(dir.path().join("exp.toml"), &with_key).unwrap();
-    let (ok, _, err) = run(dir.path(), &hub.endpoint(), &["run", "exp.toml"]);
+    let with_key = format!("model = \"distilbert-base-uncased\"\nrevision = \"{}\"", old.trim());
+    let (ok, err) = run_with_model(dir.path(), &hub.endpoint(), &with_key);
     assert!(ok, "{err}");
     assert!(err.contains("0 ran, 3 cached"), "{err}");
     // Both spellings at once is an error that names the key.
-    let both = with_key.replace(
-        "model = \"distilbert-base-uncased\"",
-        &format!("model = \"distilbert-base-uncased@{}\"", new.trim()),
+    let both = format!(
+        "model = \"distilbert-base-uncased@{}\"\nrevision = \"{}\"",
+        new.trim(),
+        old.trim()
     );
-    std::fs::write(dir.path().join("exp.toml"), both).unwrap();
-    let (ok, _, err) = run(dir.path(), &hub.endpoint(), &["run", "exp.toml"]);
+    let (ok, err) = run_with_model(dir.path(), &hub.endpoint(), &both);
     assert!(!ok);
     assert!(err.contains("revision") && err.contains("not both"), "{err}");
+}
+
+/// Runs the experiment with its `model = …` default line replaced by `model_lines`.
+fn run_with_model(dir: &Path, endpoint: &str, model_lines: &str) -> (bool, String) {
+    let text = EXPERIMENT.replace("model = \"distilbert-base-uncased\"", model_lines);
+    std::fs::write(dir.join("exp.toml"), text).unwrap();
+    let (ok, _, err) = run(dir, endpoint, &["run", "exp.toml"]);
+    (ok, err)
 }
 
 #[test]
