@@ -39,6 +39,10 @@ enum Command {
     Run {
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Override a value of the experiment file: `tasks.lora.r=8`, `defaults.seed=43`,
+        /// `tasks.lora.sweep.r=[4,8]` (TOML values; repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
         /// Run only this task (a name, a sweep member or a declared name) and its inputs.
         #[arg(long)]
         only: Vec<String>,
@@ -65,11 +69,19 @@ enum Command {
     Plan {
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Override a value of the experiment file: `tasks.lora.r=8`, `defaults.seed=43`,
+        /// `tasks.lora.sweep.r=[4,8]` (TOML values; repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
     },
     /// The plan plus the jobs of the experiment's latest Slurm run.
     Status {
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Override a value of the experiment file: `tasks.lora.r=8`, `defaults.seed=43`,
+        /// `tasks.lora.sweep.r=[4,8]` (TOML values; repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
         /// Wait for the run's jobs, showing progress, then print the report.
         #[arg(long)]
         follow: bool,
@@ -83,6 +95,10 @@ enum Command {
         task: String,
         #[arg(long)]
         key: String,
+        /// Override a value of the experiment file: `tasks.lora.r=8`, `defaults.seed=43`,
+        /// `tasks.lora.sweep.r=[4,8]` (TOML values; repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
     },
     /// Explain why a task would run: its key, its parts and what changed.
     Why {
@@ -90,11 +106,19 @@ enum Command {
         /// The experiment file.
         #[arg(short, long, default_value = "experiments/lab.toml")]
         experiment: PathBuf,
+        /// Override a value of the experiment file: `tasks.lora.r=8`, `defaults.seed=43`,
+        /// `tasks.lora.sweep.r=[4,8]` (TOML values; repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
     },
     /// Regenerate the comparison tables, HTML and plots from the cache; runs nothing.
     Report {
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Override a value of the experiment file: `tasks.lora.r=8`, `defaults.seed=43`,
+        /// `tasks.lora.sweep.r=[4,8]` (TOML values; repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
         /// Every run on its own line instead of mean ± std over seeds.
         #[arg(long)]
         runs: bool,
@@ -145,6 +169,21 @@ fn parse_dtype(text: &str) -> Result<orchestrate::model::Dtype, String> {
         .map_err(|_| format!("expected float32 or bfloat16, got {text:?}"))
 }
 
+impl Command {
+    /// The `--set` overrides of the commands that read experiment files.
+    fn experiment_overrides(&self) -> &[String] {
+        match self {
+            Command::Run { sets, .. }
+            | Command::Plan { sets, .. }
+            | Command::Status { sets, .. }
+            | Command::Worker { sets, .. }
+            | Command::Why { sets, .. }
+            | Command::Report { sets, .. } => sets,
+            _ => &[],
+        }
+    }
+}
+
 static CANCEL: AtomicBool = AtomicBool::new(false);
 
 /// Prints a command's view as `mode` wants it; returns whether the command succeeded.
@@ -164,11 +203,14 @@ fn main() -> ExitCode {
     } else {
         Mode::Human
     };
-    let settings = Settings {
-        cache_dir: cli.cache_dir,
-        reports_dir: cli.reports_dir,
-        mode,
-    };
+    let mut settings = Settings::new(cli.cache_dir, cli.reports_dir, mode);
+    match commands::parse_overrides(cli.command.experiment_overrides()) {
+        Ok(overrides) => settings.overrides = overrides,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(2);
+        }
+    }
     let _ = ctrlc::set_handler(|| {
         if CANCEL.swap(true, Ordering::SeqCst) {
             std::process::exit(130);
@@ -187,6 +229,7 @@ fn main() -> ExitCode {
             executor,
             detach,
             runs,
+            ..
         } => {
             let args = RunArgs {
                 only,
@@ -205,8 +248,8 @@ fn main() -> ExitCode {
             })
             .map(|()| ok)
         }
-        Command::Plan { files } => commands::plan_command(&settings, &files).and_then(|v| show(&v, mode)),
-        Command::Status { files, follow } => {
+        Command::Plan { files, .. } => commands::plan_command(&settings, &files).and_then(|v| show(&v, mode)),
+        Command::Status { files, follow, .. } => {
             let mut ok = true;
             commands::status(&settings, &files, follow, &CANCEL, &mut |view| {
                 ok &= show(&view, mode)?;
@@ -214,9 +257,15 @@ fn main() -> ExitCode {
             })
             .map(|()| ok)
         }
-        Command::Worker { experiment, task, key } => commands::worker(&settings, &experiment, &task, &key, &CANCEL),
-        Command::Why { task, experiment } => commands::why(&settings, &experiment, &task).and_then(|v| show(&v, mode)),
-        Command::Report { files, runs, compare } => commands::report(
+        Command::Worker {
+            experiment, task, key, ..
+        } => commands::worker(&settings, &experiment, &task, &key, &CANCEL),
+        Command::Why { task, experiment, .. } => {
+            commands::why(&settings, &experiment, &task).and_then(|v| show(&v, mode))
+        }
+        Command::Report {
+            files, runs, compare, ..
+        } => commands::report(
             &settings,
             &files,
             commands::ReportOptions {

@@ -243,11 +243,11 @@ fn gc_keeps_what_experiments_reference() {
     sandbox.write("exp.toml", &EXPERIMENT.replace("c = 1.0", "c = 0.5"));
     sandbox.run("exp.toml");
     assert_eq!(sandbox.store().list().unwrap().len(), 5);
-    let settings = orchestrate::commands::Settings {
-        cache_dir: sandbox.path("cache"),
-        reports_dir: sandbox.path("reports"),
-        mode: orchestrate::reporter::Mode::Quiet,
-    };
+    let settings = orchestrate::commands::Settings::new(
+        sandbox.path("cache"),
+        sandbox.path("reports"),
+        orchestrate::reporter::Mode::Quiet,
+    );
     let collected = orchestrate::commands::gc(&settings, &[sandbox.path("exp.toml")], true).unwrap();
     assert_eq!(collected.artifacts.len(), 1, "{collected:?}");
     assert_eq!(collected.artifacts[0].task.as_deref(), Some("logreg"));

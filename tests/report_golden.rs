@@ -62,6 +62,7 @@ fn fixture() -> Report {
         missing: vec!["finetune".into()],
         individual_runs: false,
         compared: Vec::new(),
+        overrides: Vec::new(),
     }
 }
 

@@ -106,6 +106,7 @@ pub fn synthetic() -> Report {
         missing: Vec::new(),
         individual_runs: false,
         compared: Vec::new(),
+        overrides: Vec::new(),
     }
 }
 

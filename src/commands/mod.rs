@@ -15,6 +15,7 @@ use crate::report;
 use crate::reporter::{self, Mode, Reporter};
 use crate::scheduler::{self, Options};
 use crate::spec::executor::ExecutorKind;
+use crate::spec::overrides::{cli_value, Override};
 use crate::spec::{self, Experiment};
 use crate::store::{self, Lookup, Store};
 use view::{
@@ -28,10 +29,32 @@ pub struct Settings {
     pub cache_dir: PathBuf,
     pub reports_dir: PathBuf,
     pub mode: Mode,
+    /// `--set KEY=VALUE` edits applied to every experiment file the command reads.
+    pub overrides: Vec<Override>,
 }
 
-pub fn load(path: &Path) -> Result<Experiment> {
-    spec::load(path).map_err(anyhow::Error::new)
+impl Settings {
+    pub fn new(cache_dir: impl Into<PathBuf>, reports_dir: impl Into<PathBuf>, mode: Mode) -> Self {
+        Self {
+            cache_dir: cache_dir.into(),
+            reports_dir: reports_dir.into(),
+            mode,
+            overrides: Vec::new(),
+        }
+    }
+
+    /// Loads an experiment file with this command's overrides.
+    pub fn load(&self, path: &Path) -> Result<Experiment> {
+        spec::load_with_overrides(path, &self.overrides).map_err(anyhow::Error::new)
+    }
+}
+
+/// Parses `--set` arguments; an error names the one that is malformed.
+pub fn parse_overrides(texts: &[String]) -> Result<Vec<Override>> {
+    texts
+        .iter()
+        .map(|text| Override::parse(text).map_err(anyhow::Error::new))
+        .collect()
 }
 
 /// Where a streaming command (`run`, `status`) hands each experiment file's view, as soon
@@ -56,7 +79,7 @@ pub struct RunArgs<'a> {
 /// succeeded.
 pub fn run(settings: &Settings, files: &[PathBuf], args: &RunArgs, sink: Sink<RunView>) -> Result<()> {
     for file in files {
-        let experiment = load(file)?;
+        let experiment = settings.load(file)?;
         let selection = select(&experiment, &args.only)?;
         if args.dry_run {
             let store = Store::open_existing(&settings.cache_dir);
@@ -152,7 +175,7 @@ fn task_names(experiment: &Experiment) -> String {
 /// `worker`: runs exactly one task whose inputs are cached; what a Slurm job executes.
 /// Refuses when the experiment no longer gives the task the submitted key.
 pub fn worker(settings: &Settings, file: &Path, task_name: &str, key: &str, cancel: &AtomicBool) -> Result<bool> {
-    let experiment = load(file)?;
+    let experiment = settings.load(file)?;
     let store = Store::open(&settings.cache_dir)?;
     let plan = plan::plan(&experiment, &store)?;
     let index = experiment
@@ -197,7 +220,7 @@ pub fn status(
 ) -> Result<()> {
     let store = Store::open_existing(&settings.cache_dir);
     for file in files {
-        let experiment = load(file)?;
+        let experiment = settings.load(file)?;
         let plan = plan::plan(&experiment, &store)?;
         let Some(mut record) = scheduler::slurm::latest_run(&store, &experiment.name)? else {
             sink(StatusView::Plan(plan_view(&plan, None)))?;
@@ -227,7 +250,7 @@ pub fn plan_command(settings: &Settings, files: &[PathBuf]) -> Result<Each<PlanV
     let store = Store::open_existing(&settings.cache_dir);
     let mut views = Vec::new();
     for file in files {
-        let experiment = load(file)?;
+        let experiment = settings.load(file)?;
         views.push(plan_view(&plan::plan(&experiment, &store)?, None));
     }
     Ok(Each(views))
@@ -247,7 +270,7 @@ fn plan_view(plan: &Plan, selection: Option<&BTreeSet<usize>>) -> PlanView {
 /// `why TASK`: the key, its parts, and why the task would run, following changed inputs
 /// upstream. TASK may also be a declared name: all its members.
 pub fn why(settings: &Settings, file: &Path, task_name: &str) -> Result<WhyView> {
-    let experiment = load(file)?;
+    let experiment = settings.load(file)?;
     let store = Store::open_existing(&settings.cache_dir);
     let plan = plan::plan(&experiment, &store)?;
     let indices: Vec<usize> = match experiment.find(task_name) {
@@ -288,7 +311,7 @@ pub fn report(settings: &Settings, files: &[PathBuf], options: ReportOptions) ->
     let mut incomplete = Vec::new();
     let mut reports = Vec::new();
     for file in files {
-        let experiment = load(file)?;
+        let experiment = settings.load(file)?;
         let plan = plan::plan(&experiment, &store)?;
         let mut report = report::collect(&plan, &store)?;
         report.individual_runs = options.individual_runs;
@@ -321,7 +344,7 @@ pub fn gc(settings: &Settings, files: &[PathBuf], dry_run: bool) -> Result<store
     let store = Store::open_existing(&settings.cache_dir);
     let mut keep = BTreeSet::new();
     for file in files {
-        let experiment = load(file)?;
+        let experiment = settings.load(file)?;
         keep.extend(plan::plan(&experiment, &store)?.entries.into_iter().map(|e| e.key));
     }
     store::gc(&store, &keep, dry_run)
@@ -382,18 +405,4 @@ pub fn inspect(model: &str, method: &str, sets: &[String]) -> Result<InspectView
         method: method.to_string(),
         text: crate::model::inspect::run(model, &parsed)?,
     })
-}
-
-/// A `--set` value: TOML when it parses (`6`, `0.1`, `true`, `["a", "b"]`), a comma list
-/// of strings (`q_lin,v_lin`), else a string.
-fn cli_value(text: &str) -> toml::Value {
-    if let Ok(mut table) = toml::from_str::<toml::Table>(&format!("v = {text}")) {
-        if let Some(value) = table.remove("v") {
-            return value;
-        }
-    }
-    if text.contains(',') {
-        return toml::Value::Array(text.split(',').map(|s| toml::Value::String(s.trim().into())).collect());
-    }
-    toml::Value::String(text.into())
 }

@@ -235,6 +235,9 @@ impl Serialize for ReportView {
 impl View for ReportView {
     fn human(&self, mode: Mode, text: &mut Text) {
         let report = &self.report;
+        if let Some(line) = report.overrides_line() {
+            let _ = writeln!(text.stdout, "{line}");
+        }
         if !report.rows.is_empty() {
             let _ = writeln!(text.stdout, "{}", report::table(report));
         }

@@ -54,6 +54,7 @@ pub fn merge(reports: Vec<Report>) -> Report {
         missing: Vec::new(),
         individual_runs: reports.iter().any(|r| r.individual_runs),
         compared: names,
+        overrides: reports.first().map(|r| r.overrides.clone()).unwrap_or_default(),
     };
     for report in reports {
         merged

@@ -39,6 +39,9 @@ pub fn page(report: &Report, plots: &[Plot]) -> String {
                 @if let Some(description) = &report.description {
                     p.description { (description) }
                 }
+                @if let Some(line) = report.overrides_line() {
+                    p.meta { (line) }
+                }
                 p.meta {
                     (runs) " runs"
                     @if folded { ", folded over seeds: mean ± sample standard deviation, n runs" }

@@ -56,6 +56,8 @@ pub struct Report {
     pub individual_runs: bool,
     /// A comparison (`report --compare`): the experiments side by side.
     pub compared: Vec<String>,
+    /// The `--set` overrides the experiment was loaded with.
+    pub overrides: Vec<String>,
 }
 
 impl Report {
@@ -64,9 +66,23 @@ impl Report {
         aggregate(&self.rows, self.individual_runs)
     }
 
-    /// File stem of the outputs.
+    /// File stem of the outputs. With overrides it names them too (`lab+set-1a2b3c4d`), so
+    /// a variant never overwrites the experiment's own report.
     pub fn stem(&self) -> String {
-        self.experiment.replace(['/', '\\'], "_")
+        let stem = self.experiment.replace(['/', '\\'], "_");
+        if self.overrides.is_empty() {
+            return stem;
+        }
+        let hash = blake3::hash(self.overrides.join("\n").as_bytes()).to_hex();
+        format!("{stem}+set-{}", &hash[..8])
+    }
+
+    /// The header line that lists the overrides, when there are any.
+    pub fn overrides_line(&self) -> Option<String> {
+        (!self.overrides.is_empty()).then(|| {
+            let each: Vec<String> = self.overrides.iter().map(|o| format!("--set {o}")).collect();
+            format!("Overrides: {}", each.join(" "))
+        })
     }
 }
 
@@ -115,6 +131,7 @@ pub fn collect(plan: &Plan, store: &Store) -> Result<Report> {
         missing,
         individual_runs: false,
         compared: Vec::new(),
+        overrides: experiment.overrides.clone(),
     })
 }
 

@@ -166,6 +166,9 @@ pub fn markdown(report: &Report) -> String {
     if let Some(description) = &report.description {
         let _ = write!(out, "{description}\n\n");
     }
+    if let Some(line) = report.overrides_line() {
+        let _ = write!(out, "{line}\n\n");
+    }
     let escape = |cell: &str| cell.replace('|', "\\|");
     let titles: Vec<String> = layout.columns.iter().map(|c| escape(&c.title)).collect();
     let _ = writeln!(out, "| {} |", titles.join(" | "));
@@ -269,6 +272,7 @@ pub fn json_value(report: &Report) -> serde_json::Value {
     let mut value = json!({
         "experiment": report.experiment,
         "description": report.description,
+        "overrides": report.overrides,
         "individual_runs": report.individual_runs,
         "entries": entries,
         "rows": report.rows,

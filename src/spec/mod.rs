@@ -8,12 +8,14 @@
 
 pub mod error;
 pub mod executor;
+pub mod overrides;
 pub mod raw;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use self::error::{Location, SpecError};
+use self::overrides::Override;
 use self::raw::{Declaration, Located, RawExperiment, SweepValues};
 use crate::model::ModelConfig;
 use crate::tasks::{DynTask, ParamError, ValidateContext};
@@ -27,6 +29,8 @@ pub struct Experiment {
     pub tasks: Vec<TaskInstance>,
     /// Where tasks run (`[executor]`); the local machine unless set.
     pub executor: executor::ExecutorSpec,
+    /// The `--set` overrides applied on top of the file, as given.
+    pub overrides: Vec<String>,
 }
 
 /// One runnable task: a declaration with defaults applied and sweep values fixed.
@@ -62,13 +66,25 @@ impl Experiment {
 
 /// Loads, validates and expands an experiment file.
 pub fn load(path: &Path) -> Result<Experiment, SpecError> {
-    load_str(path, &raw::read_text(path)?)
+    load_with_overrides(path, &[])
+}
+
+/// [`load`] with `--set` overrides applied after the file is read, before it is expanded.
+pub fn load_with_overrides(path: &Path, overrides: &[Override]) -> Result<Experiment, SpecError> {
+    load_text(path, &raw::read_text(path)?, overrides)
 }
 
 /// [`load`] for an experiment already in memory: `path` names it in errors and anchors
 /// relative paths (includes and data files are still read from disk).
 pub fn load_str(path: &Path, text: &str) -> Result<Experiment, SpecError> {
-    let raw = raw::read_str(path, text.to_string())?;
+    load_text(path, text, &[])
+}
+
+fn load_text(path: &Path, text: &str, overrides: &[Override]) -> Result<Experiment, SpecError> {
+    let mut raw = raw::read_str(path, text.to_string())?;
+    for edit in overrides {
+        edit.apply(&mut raw)?;
+    }
     let order = order_declarations(&raw.declarations)?;
     let tasks = expand(&raw, &order)?;
     let name = raw.name.clone().unwrap_or_else(|| {
@@ -82,6 +98,7 @@ pub fn load_str(path: &Path, text: &str) -> Result<Experiment, SpecError> {
         path: path.to_path_buf(),
         tasks,
         executor: raw.executor.clone().unwrap_or_default(),
+        overrides: overrides.iter().map(|o| o.text.clone()).collect(),
     })
 }
 

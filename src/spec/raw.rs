@@ -586,7 +586,7 @@ fn type_error(location: &Location, dotted: &str, expected: &str, found: &Value) 
     )
 }
 
-fn unknown_param(location: &Location, dotted: &str, kind: &dyn DynTask, param: &str) -> SpecError {
+pub(super) fn unknown_param(location: &Location, dotted: &str, kind: &dyn DynTask, param: &str) -> SpecError {
     let names = kind.param_names();
     let mut error = SpecError::at(
         location,

@@ -145,7 +145,7 @@ pub fn run(
             run_dir.join(format!("{file_stem}.out")),
             run_dir.join(format!("{file_stem}.err")),
         );
-        let command = [
+        let mut command = vec![
             binary.display().to_string(),
             "--cache-dir".into(),
             cache_dir.display().to_string(),
@@ -157,6 +157,10 @@ pub fn run(
             "--key".into(),
             entry.key.clone(),
         ];
+        // The job loads the experiment as this run did, or its key would not match.
+        for edit in &experiment.overrides {
+            command.extend(["--set".to_string(), edit.clone()]);
+        }
         let body = format!(
             "#!/bin/bash\n# orchestrate: task `{}` of experiment `{}`, key {}\nexec {}\n",
             task.name,
