@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use orchestrate::commands::view::{render, View};
 use orchestrate::commands::{self, RunArgs, Settings};
 use orchestrate::reporter::Mode;
@@ -147,6 +147,11 @@ enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
     },
+    /// Print a shell completion script: `orchestrate completions bash > ~/.local/share/bash-completion/completions/orchestrate`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
     /// Re-hash every artifact in the cache against its manifest; exit 1 if any is corrupt.
     Verify,
     /// Measure matmul GFLOP/s through libtorch (the MFU denominator of bench/run.sh).
@@ -284,6 +289,10 @@ fn main() -> ExitCode {
             seconds,
             dtype,
         } => orchestrate::bench::matmul(threads, seconds, dtype).and_then(|v| show(&v, mode)),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "orchestrate", &mut std::io::stdout());
+            Ok(true)
+        }
         Command::Verify => commands::verify(&settings).and_then(|v| show(&v, mode)),
     };
     match result {

@@ -276,3 +276,26 @@ fn inspect_counts_peft_methods_on_distilbert_base() {
         .failure()
         .stderr(predicate::str::contains("nope").and(predicate::str::contains("v_lin")));
 }
+
+#[test]
+fn completions_name_the_subcommands_and_their_options_for_each_shell() {
+    let dir = sandbox();
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef orchestrate"),
+        ("fish", "complete -c orchestrate"),
+    ] {
+        let output = orchestrate(dir.path()).args(["completions", shell]).output().unwrap();
+        assert!(output.status.success(), "{shell}");
+        let script = String::from_utf8(output.stdout).unwrap();
+        assert!(script.contains(marker), "{shell}: {script}");
+        for word in ["run", "plan", "why", "report", "--set", "--dry-run"] {
+            assert!(script.contains(word), "{shell} completes {word}");
+        }
+    }
+    orchestrate(dir.path())
+        .args(["completions", "tcsh"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("invalid value 'tcsh'"));
+}
