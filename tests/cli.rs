@@ -289,7 +289,7 @@ fn completions_name_the_subcommands_and_their_options_for_each_shell() {
         assert!(output.status.success(), "{shell}");
         let script = String::from_utf8(output.stdout).unwrap();
         assert!(script.contains(marker), "{shell}: {script}");
-        for word in ["run", "plan", "why", "report", "--set", "--dry-run"] {
+        for word in ["run", "plan", "why", "report", "set", "dry-run", "cache-dir"] {
             assert!(script.contains(word), "{shell} completes {word}");
         }
     }
