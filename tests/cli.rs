@@ -299,3 +299,33 @@ fn completions_name_the_subcommands_and_their_options_for_each_shell() {
         .failure()
         .stderr(predicate::str::contains("invalid value 'tcsh'"));
 }
+
+#[test]
+fn each_task_records_its_peak_memory_for_ls_and_the_report() {
+    let dir = sandbox();
+    orchestrate(dir.path())
+        .args(["run", "exp.toml", "-q"])
+        .assert()
+        .success();
+    let output = orchestrate(dir.path()).args(["ls", "--json"]).output().unwrap();
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(listed.len(), 5);
+    for artifact in &listed {
+        let peak = artifact["peak_rss_bytes"].as_u64().unwrap_or_default();
+        // The process itself (libtorch linked) is tens of MiB; a missing or zero value fails.
+        assert!(peak > 10 << 20, "{artifact}");
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("reports/tiny.json")).unwrap()).unwrap();
+    for entry in report["entries"].as_array().unwrap() {
+        assert!(entry["peak_rss_bytes"]["mean"].as_f64().unwrap() > 10e6, "{entry}");
+    }
+    let markdown = std::fs::read_to_string(dir.path().join("reports/tiny.md")).unwrap();
+    assert!(markdown.contains("| peak RSS |"), "{markdown}");
+    orchestrate(dir.path())
+        .args(["ls"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("peak RSS"))
+        .stdout(predicate::str::contains(" MiB"));
+}

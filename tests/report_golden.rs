@@ -30,6 +30,7 @@ fn fixture() -> Report {
         f1: Some(f1),
         train_time_s: Some(train),
         eval_time_s: Some(eval),
+        peak_rss_bytes: Some((params + 300_000) * 1024),
         extra: BTreeMap::new(),
     };
     Report {

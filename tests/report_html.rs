@@ -56,6 +56,7 @@ fn metrics(method: &str, params: u64, accuracy: f64, train: f64, epochs: Option<
         f1: Some(accuracy - 0.01),
         train_time_s: Some(train),
         eval_time_s: Some(train / 20.0),
+        peak_rss_bytes: Some(params * 16 + (200 << 20)),
         extra,
     }
 }

@@ -606,6 +606,8 @@ pub enum Listed {
         bytes: u64,
         created: String,
         duration_s: f64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        peak_rss_bytes: Option<u64>,
     },
     Unreadable {
         key: String,
@@ -624,6 +626,7 @@ impl Listed {
                 bytes: m.size(),
                 created: m.created.clone(),
                 duration_s: m.duration_s,
+                peak_rss_bytes: m.peak_rss_bytes,
             },
             Err(err) => Listed::Unreadable {
                 key: key.to_string(),
@@ -635,7 +638,16 @@ impl Listed {
 
 impl View for LsView {
     fn human(&self, _: Mode, text: &mut Text) {
-        let mut table = condensed_table(&["key", "kind", "task", "experiment", "size", "created", "took"]);
+        let mut table = condensed_table(&[
+            "key",
+            "kind",
+            "task",
+            "experiment",
+            "size",
+            "created",
+            "took",
+            "peak RSS",
+        ]);
         let mut total = 0;
         for listed in &self.artifacts {
             match listed {
@@ -647,6 +659,7 @@ impl View for LsView {
                     bytes,
                     created,
                     duration_s,
+                    peak_rss_bytes,
                 } => {
                     total += bytes;
                     table.add_row([
@@ -657,10 +670,11 @@ impl View for LsView {
                         &format!("{:.2} MB", *bytes as f64 / 1e6),
                         created,
                         &human_duration(*duration_s),
+                        &peak_rss_bytes.map_or_else(|| "–".to_string(), crate::util::human_bytes),
                     ]);
                 }
                 Listed::Unreadable { key, error } => {
-                    table.add_row([short(key), "?", &format!("unreadable: {error}"), "", "", "", ""]);
+                    table.add_row([short(key), "?", &format!("unreadable: {error}"), "", "", "", "", ""]);
                 }
             }
         }

@@ -88,6 +88,7 @@ pub struct Entry {
     pub f1: Option<Stat>,
     pub train_time_s: Option<Stat>,
     pub eval_time_s: Option<Stat>,
+    pub peak_rss_bytes: Option<Stat>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub epochs: Vec<EpochStat>,
 }
@@ -172,6 +173,7 @@ fn entry(runs: &[&Row], individual_runs: bool) -> Entry {
         f1: stat(|r| r.metrics.f1),
         train_time_s: stat(|r| r.metrics.train_time_s),
         eval_time_s: stat(|r| r.metrics.eval_time_s),
+        peak_rss_bytes: stat(|r| r.metrics.peak_rss_bytes.map(|b| b as f64)),
         epochs: epochs(runs),
     }
 }

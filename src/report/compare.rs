@@ -93,6 +93,7 @@ mod tests {
             f1: None,
             train_time_s: None,
             eval_time_s: None,
+            peak_rss_bytes: None,
             epochs: Vec::new(),
         }
     }

@@ -39,6 +39,8 @@ pub fn layout_of(report: &Report, entries: &[Entry]) -> Layout {
         ParamSplit::default()
     };
     let with_n = entries.iter().any(|e| e.n > 1);
+    // Reports of caches built before memory was measured keep their columns.
+    let with_memory = entries.iter().any(|e| e.peak_rss_bytes.is_some());
     let mut columns = Vec::new();
     let mut column = |title: &str, numeric: bool| {
         columns.push(Column {
@@ -56,6 +58,9 @@ pub fn layout_of(report: &Report, entries: &[Entry]) -> Layout {
     }
     for title in ["trainable params", "accuracy", "F1", "train time", "eval time"] {
         column(title, true);
+    }
+    if with_memory {
+        column("peak RSS", true);
     }
     if with_n {
         column("n", true);
@@ -81,6 +86,9 @@ pub fn layout_of(report: &Report, entries: &[Entry]) -> Layout {
                 time(&e.train_time_s),
                 time(&e.eval_time_s),
             ]);
+            if with_memory {
+                cells.push(stat_text(&e.peak_rss_bytes, |v| crate::util::human_bytes(v as u64)));
+            }
             if with_n {
                 cells.push(e.n.to_string());
             }
@@ -228,6 +236,8 @@ pub fn csv(report: &Report) -> Result<String> {
             "train_time_s_std",
             "eval_time_s",
             "eval_time_s_std",
+            "peak_rss_bytes",
+            "peak_rss_bytes_std",
             "n",
             "keys",
         ]
@@ -251,7 +261,7 @@ pub fn csv(report: &Report) -> Result<String> {
                 .map(|k| e.params.get(k).map(compare::value_text).unwrap_or_default()),
         );
         record.push(e.trainable_params.map(|p| p.to_string()).unwrap_or_default());
-        for stat in [&e.accuracy, &e.f1, &e.train_time_s, &e.eval_time_s] {
+        for stat in [&e.accuracy, &e.f1, &e.train_time_s, &e.eval_time_s, &e.peak_rss_bytes] {
             record.push(stat.map(|s| s.mean.to_string()).unwrap_or_default());
             record.push(stat.and_then(|s| s.std).map(|s| s.to_string()).unwrap_or_default());
         }

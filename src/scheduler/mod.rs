@@ -11,6 +11,7 @@
 //! passed to the caller's callback; the executors know nothing about terminals or JSON.
 
 pub mod local;
+pub mod memory;
 pub mod slurm;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -274,6 +275,7 @@ pub fn execute(
         reasons: reasons(plan, index),
     });
     let started = Instant::now();
+    let memory = memory::PeakWindow::start();
     let result = (|| -> Result<Outcome> {
         let staging = store.stage(&entry.key)?;
         let inputs = task
@@ -324,7 +326,8 @@ pub fn execute(
                 notify: &notify,
             }),
         };
-        let metrics = task.kind.run(&task.params, &ctx)?;
+        let mut metrics = task.kind.run(&task.params, &ctx)?;
+        metrics.peak_rss_bytes = memory.finish();
         crate::util::write_atomic(&ctx.output("metrics.json"), &serde_json::to_vec_pretty(&metrics)?)?;
         let duration_s = started.elapsed().as_secs_f64();
         // Before publishing: a task whose ref cannot be written (full disk) fails whole.
@@ -333,6 +336,7 @@ pub fn execute(
             task: &task.name,
             experiment: &experiment.name,
             duration_s,
+            peak_rss_bytes: metrics.peak_rss_bytes,
         };
         store.publish(staging, &entry.key, &parts, &provenance)?;
         // The artifact supersedes the training's resume states (a crash right here leaves

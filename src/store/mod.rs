@@ -52,6 +52,9 @@ pub struct Manifest {
     /// RFC 3339, UTC.
     pub created: String,
     pub duration_s: f64,
+    /// Peak resident memory of the task that built it (absent in older manifests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_rss_bytes: Option<u64>,
     /// Relative path → digest, for every file of the artifact but the manifest.
     pub files: BTreeMap<String, FileEntry>,
 }
@@ -89,6 +92,7 @@ pub struct Provenance<'a> {
     pub task: &'a str,
     pub experiment: &'a str,
     pub duration_s: f64,
+    pub peak_rss_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -296,6 +300,7 @@ fn seal(staging: &Staging, key: &str, parts: &serde_json::Value, provenance: &Pr
         experiment: provenance.experiment.to_string(),
         created: crate::util::now_rfc3339(),
         duration_s: provenance.duration_s,
+        peak_rss_bytes: provenance.peak_rss_bytes,
         files,
     };
     write_atomic(&staging.dir.join(MANIFEST), &serde_json::to_vec_pretty(&manifest)?)?;

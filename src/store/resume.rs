@@ -132,6 +132,7 @@ mod tests {
             task: "train",
             experiment: "test",
             duration_s: 0.0,
+            peak_rss_bytes: None,
         }
     }
 

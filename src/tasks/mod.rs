@@ -169,6 +169,10 @@ pub struct Metrics {
     pub train_time_s: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eval_time_s: Option<f64>,
+    /// Peak resident memory while the task ran (set by the scheduler, see
+    /// `scheduler::memory`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_rss_bytes: Option<u64>,
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
 }

@@ -189,6 +189,7 @@ impl Checkpoints for ResumeStates<'_> {
             task: self.task,
             experiment: self.experiment,
             duration_s: progress.train_seconds,
+            peak_rss_bytes: None,
         };
         self.store
             .save_resume_state(staging, self.key, progress.epochs_done(), self.parts, &provenance)
