@@ -2,6 +2,8 @@
 //! lifecycle names. The scheduler emits them through a callback and knows nothing about
 //! terminals or JSON; `crate::reporter` turns them into progress bars or JSON lines.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use crate::tasks::Metrics;
@@ -24,6 +26,10 @@ pub enum Event {
         to_run: usize,
         cached: usize,
         jobs: usize,
+        /// Estimated seconds of the tasks to run that have an estimate (`crate::estimate`).
+        estimates: BTreeMap<String, f64>,
+        /// Tasks to run with no estimate yet (no finished task of their kind in the cache).
+        without_estimate: usize,
     },
     /// A task's artifact was found (and verified) in the cache: when the run was planned, or
     /// after waiting for another process that was building it (see `TaskWaiting`).

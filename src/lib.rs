@@ -12,6 +12,7 @@
 
 pub mod bench;
 pub mod commands;
+pub mod estimate;
 pub mod events;
 pub mod graph;
 pub mod hub;

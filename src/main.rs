@@ -29,6 +29,9 @@ struct Cli {
     /// Machine-readable output: JSON lines for `run`, JSON documents otherwise.
     #[arg(long, global = true)]
     json: bool,
+    /// Seconds between plain progress lines when stderr is not a terminal (logs, CI, Slurm).
+    #[arg(long, global = true, env = "ORCHESTRATE_PROGRESS_INTERVAL", default_value_t = 30.0, value_parser = parse_interval)]
+    progress_interval: f64,
     #[command(subcommand)]
     command: Command,
 }
@@ -169,6 +172,13 @@ enum Command {
     },
 }
 
+fn parse_interval(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(seconds) if seconds.is_finite() && seconds >= 0.0 => Ok(seconds),
+        _ => Err(format!("expected a number of seconds >= 0, got {text:?}")),
+    }
+}
+
 fn parse_dtype(text: &str) -> Result<orchestrate::model::Dtype, String> {
     serde_json::from_value(serde_json::Value::String(text.to_string()))
         .map_err(|_| format!("expected float32 or bfloat16, got {text:?}"))
@@ -209,6 +219,7 @@ fn main() -> ExitCode {
         Mode::Human
     };
     let mut settings = Settings::new(cli.cache_dir, cli.reports_dir, mode);
+    settings.progress_interval = std::time::Duration::from_secs_f64(cli.progress_interval);
     match commands::parse_overrides(cli.command.experiment_overrides()) {
         Ok(overrides) => settings.overrides = overrides,
         Err(err) => {

@@ -119,9 +119,12 @@ pub fn human_duration(seconds: f64) -> String {
         format!("{seconds:.2} s")
     } else if seconds < 60.0 {
         format!("{seconds:.1} s")
-    } else {
+    } else if seconds < 3600.0 {
         let whole = seconds.round() as u64;
         format!("{} m {:02} s", whole / 60, whole % 60)
+    } else {
+        let minutes = (seconds / 60.0).round() as u64;
+        format!("{} h {:02} m", minutes / 60, minutes % 60)
     }
 }
 

@@ -31,6 +31,8 @@ pub struct Settings {
     pub mode: Mode,
     /// `--set KEY=VALUE` edits applied to every experiment file the command reads.
     pub overrides: Vec<Override>,
+    /// How often a plain progress line is printed when stderr is not a terminal.
+    pub progress_interval: std::time::Duration,
 }
 
 impl Settings {
@@ -40,7 +42,12 @@ impl Settings {
             reports_dir: reports_dir.into(),
             mode,
             overrides: Vec::new(),
+            progress_interval: reporter::DEFAULT_PROGRESS_INTERVAL,
         }
+    }
+
+    fn reporter(&self) -> Reporter {
+        Reporter::with_interval(self.mode, self.progress_interval)
     }
 
     /// Loads an experiment file with this command's overrides.
@@ -84,12 +91,12 @@ pub fn run(settings: &Settings, files: &[PathBuf], args: &RunArgs, sink: Sink<Ru
         if args.dry_run {
             let store = Store::open_existing(&settings.cache_dir);
             let plan = plan::plan(&experiment, &store)?;
-            sink(RunView::DryRun(plan_view(&plan, selection.as_ref())))?;
+            sink(RunView::DryRun(plan_view(&plan, &store, selection.as_ref())))?;
             continue;
         }
         let store = Store::open(&settings.cache_dir)?;
         let mut plan = plan::plan(&experiment, &store)?;
-        let reporter = Reporter::new(settings.mode);
+        let reporter = settings.reporter();
         let options = Options {
             jobs: args.jobs,
             only: selection,
@@ -200,7 +207,7 @@ pub fn worker(settings: &Settings, file: &Path, task_name: &str, key: &str, canc
             );
         }
     }
-    let reporter = Reporter::new(settings.mode);
+    let reporter = settings.reporter();
     let handle = |event| reporter.handle(event);
     let emitter = scheduler::Emitter::new(&handle);
     match scheduler::execute(&plan, &store, index, cancel, &emitter) {
@@ -223,11 +230,11 @@ pub fn status(
         let experiment = settings.load(file)?;
         let plan = plan::plan(&experiment, &store)?;
         let Some(mut record) = scheduler::slurm::latest_run(&store, &experiment.name)? else {
-            sink(StatusView::Plan(plan_view(&plan, None)))?;
+            sink(StatusView::Plan(plan_view(&plan, &store, None)))?;
             continue;
         };
         if follow && record.is_active() {
-            let reporter = Reporter::new(settings.mode);
+            let reporter = settings.reporter();
             let summary = scheduler::follow(&plan, &store, &mut record, cancel, &|event| reporter.handle(event))?;
             let plan = plan::plan(&experiment, &store)?;
             let report = ReportView::write(report::collect(&plan, &store)?, &settings.reports_dir)?;
@@ -238,7 +245,7 @@ pub fn status(
             continue;
         }
         sink(StatusView::Slurm {
-            plan: plan_view(&plan, None),
+            plan: plan_view(&plan, &store, None),
             run: record,
         })?;
     }
@@ -251,18 +258,19 @@ pub fn plan_command(settings: &Settings, files: &[PathBuf]) -> Result<Each<PlanV
     let mut views = Vec::new();
     for file in files {
         let experiment = settings.load(file)?;
-        views.push(plan_view(&plan::plan(&experiment, &store)?, None));
+        views.push(plan_view(&plan::plan(&experiment, &store)?, &store, None));
     }
     Ok(Each(views))
 }
 
 /// The selected tasks (and what they read), or all of them.
-fn plan_view(plan: &Plan, selection: Option<&BTreeSet<usize>>) -> PlanView {
+fn plan_view(plan: &Plan, store: &Store, selection: Option<&BTreeSet<usize>>) -> PlanView {
     let tasks = &plan.experiment.tasks;
     let selected = selection
         .map(|roots| crate::graph::TaskGraph::new(tasks).with_dependencies(&roots.iter().copied().collect::<Vec<_>>()));
     PlanView::new(
         plan,
+        &crate::estimate::estimate(plan, store),
         (0..tasks.len()).filter(|i| selected.as_ref().is_none_or(|s| s.contains(i))),
     )
 }

@@ -8,6 +8,7 @@ use comfy_table::{presets, ContentArrangement, Table};
 use serde::{Serialize, Serializer};
 
 use crate::bench::MatmulBench;
+use crate::estimate::Estimates;
 use crate::plan::{short, KeyParts, Plan, Reason, Status};
 use crate::report::{self, Report};
 use crate::reporter::Mode;
@@ -86,6 +87,10 @@ pub struct PlanRow {
     /// When cached: when it was built and how long that took.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub built: Option<Built>,
+    /// When it will run: the estimated seconds (`crate::estimate`), null when there is no
+    /// finished task of its kind in the cache yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimated_s: Option<Option<f64>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -102,7 +107,7 @@ pub struct Built {
 
 impl PlanView {
     /// The tasks `rows` of the plan, in declaration order.
-    pub fn new(plan: &Plan, rows: impl IntoIterator<Item = usize>) -> Self {
+    pub fn new(plan: &Plan, estimates: &Estimates, rows: impl IntoIterator<Item = usize>) -> Self {
         let experiment = plan.experiment;
         let tasks = rows
             .into_iter()
@@ -132,6 +137,7 @@ impl PlanView {
                     kind: task.kind.kind().to_string(),
                     key: entry.key.clone(),
                     cached: entry.status.is_cached(),
+                    estimated_s: (!entry.status.is_cached()).then(|| estimates.seconds[i]),
                     reasons,
                     built,
                 }
@@ -151,7 +157,7 @@ impl View for PlanView {
         table
             .load_preset(presets::UTF8_FULL_CONDENSED)
             .set_content_arrangement(ContentArrangement::Dynamic)
-            .set_header(["task", "kind", "key", "status", "why"]);
+            .set_header(["task", "kind", "key", "status", "estimate", "why"]);
         for row in &self.tasks {
             let (status, why) = match &row.built {
                 Some(built) => (
@@ -167,12 +173,23 @@ impl View for PlanView {
                         .join("\n"),
                 ),
             };
-            table.add_row([row.task.as_str(), &row.kind, short(&row.key), status, &why]);
+            let estimate = match row.estimated_s {
+                None => String::new(),
+                Some(None) => "no estimate yet".to_string(),
+                Some(Some(seconds)) => format!("~{}", human_duration(seconds)),
+            };
+            table.add_row([row.task.as_str(), &row.kind, short(&row.key), status, &estimate, &why]);
         }
         let to_run = self.tasks.iter().filter(|r| !r.cached).count();
+        let known: Vec<f64> = self.tasks.iter().filter_map(|r| r.estimated_s.flatten()).collect();
+        let estimate = if to_run > 0 {
+            crate::reporter::estimate_text(known.iter().sum(), known.len(), to_run - known.len())
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             text.stdout,
-            "{} ({}): {} tasks, {to_run} to run\n{table}",
+            "{} ({}): {} tasks, {to_run} to run{estimate}\n{table}",
             self.experiment,
             self.path.display(),
             self.tasks.len()

@@ -44,7 +44,11 @@ pub fn run(
                 running += 1;
                 let done_tx = done_tx.clone();
                 scope.spawn(move || {
-                    let result = execute(plan, store, index, options.cancel, emitter);
+                    // A panicking task fails alone: the run must still hear from it.
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        execute(plan, store, index, options.cancel, emitter)
+                    }))
+                    .unwrap_or_else(|panic| Err(format!("internal error: the task panicked: {}", panic_text(&panic))));
                     let _ = done_tx.send((index, result));
                 });
             }
@@ -112,4 +116,12 @@ pub fn run(
         summary.outcomes.insert(index, Outcome::Skipped(because.to_string()));
     }
     Ok(())
+}
+
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_string())
 }

@@ -165,11 +165,18 @@ fn prepare(
         .copied()
         .filter(|&i| !plan.entries[i].status.is_cached())
         .collect();
+    let estimates = crate::estimate::estimate(plan, store);
+    let estimated: BTreeMap<String, f64> = to_run
+        .iter()
+        .filter_map(|&i| Some((experiment.tasks[i].name.clone(), estimates.seconds[i]?)))
+        .collect();
     emitter.send(Event::RunStarted {
         experiment: experiment.name.clone(),
         tasks: order.len(),
         to_run: to_run.len(),
         cached: order.len() - to_run.len(),
+        without_estimate: to_run.len() - estimated.len(),
+        estimates: estimated,
         jobs: if executor == ExecutorKind::Local {
             options.jobs
         } else {
