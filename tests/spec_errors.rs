@@ -339,6 +339,30 @@ const MODEL_CASES: &[Case] = &[
         Some("tasks.svd.rank"),
         "rank = 33 is beyond the rank of",
     ),
+    (
+        "early stopping without load_best_model_at_end",
+        finetune!("early_stopping_patience = 2"),
+        17,
+        1,
+        Some("tasks.ft.early_stopping_patience"),
+        "early stopping needs load_best_model_at_end = true",
+    ),
+    (
+        "an unknown metric for the best model",
+        finetune!("metric_for_best_model = \"precision\""),
+        17,
+        1,
+        Some("tasks.ft.metric_for_best_model"),
+        "unknown variant `precision`",
+    ),
+    (
+        "a negative early-stopping threshold",
+        finetune!("early_stopping_threshold = -0.1"),
+        17,
+        1,
+        Some("tasks.ft.early_stopping_threshold"),
+        "early_stopping_threshold must be zero or more",
+    ),
 ];
 
 /// Loads each case's experiment (`head` + body) and checks the error's place, key and text.

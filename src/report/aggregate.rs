@@ -89,6 +89,10 @@ pub struct Entry {
     pub train_time_s: Option<Stat>,
     pub eval_time_s: Option<Stat>,
     pub peak_rss_bytes: Option<Stat>,
+    /// The epoch whose weights were published (`load_best_model_at_end`), per run:
+    /// `2` or, over seeds, `2/3/2`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub best_epoch: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub epochs: Vec<EpochStat>,
 }
@@ -174,8 +178,17 @@ fn entry(runs: &[&Row], individual_runs: bool) -> Entry {
         train_time_s: stat(|r| r.metrics.train_time_s),
         eval_time_s: stat(|r| r.metrics.eval_time_s),
         peak_rss_bytes: stat(|r| r.metrics.peak_rss_bytes.map(|b| b as f64)),
+        best_epoch: best_epochs(runs),
         epochs: epochs(runs),
     }
+}
+
+fn best_epochs(runs: &[&Row]) -> Option<String> {
+    let epochs: Vec<String> = runs
+        .iter()
+        .filter_map(|r| r.metrics.extra.get("best_epoch").map(|e| e.to_string()))
+        .collect();
+    (!epochs.is_empty()).then(|| epochs.join("/"))
 }
 
 /// Per epoch number, the statistics over the runs that recorded it.

@@ -41,6 +41,7 @@ pub fn layout_of(report: &Report, entries: &[Entry]) -> Layout {
     let with_n = entries.iter().any(|e| e.n > 1);
     // Reports of caches built before memory was measured keep their columns.
     let with_memory = entries.iter().any(|e| e.peak_rss_bytes.is_some());
+    let with_best_epoch = entries.iter().any(|e| e.best_epoch.is_some());
     let mut columns = Vec::new();
     let mut column = |title: &str, numeric: bool| {
         columns.push(Column {
@@ -61,6 +62,9 @@ pub fn layout_of(report: &Report, entries: &[Entry]) -> Layout {
     }
     if with_memory {
         column("peak RSS", true);
+    }
+    if with_best_epoch {
+        column("best epoch", true);
     }
     if with_n {
         column("n", true);
@@ -88,6 +92,9 @@ pub fn layout_of(report: &Report, entries: &[Entry]) -> Layout {
             ]);
             if with_memory {
                 cells.push(stat_text(&e.peak_rss_bytes, |v| crate::util::human_bytes(v as u64)));
+            }
+            if with_best_epoch {
+                cells.push(e.best_epoch.clone().unwrap_or_else(|| DASH.to_string()));
             }
             if with_n {
                 cells.push(e.n.to_string());
@@ -238,6 +245,7 @@ pub fn csv(report: &Report) -> Result<String> {
             "eval_time_s_std",
             "peak_rss_bytes",
             "peak_rss_bytes_std",
+            "best_epoch",
             "n",
             "keys",
         ]
@@ -265,6 +273,7 @@ pub fn csv(report: &Report) -> Result<String> {
             record.push(stat.map(|s| s.mean.to_string()).unwrap_or_default());
             record.push(stat.and_then(|s| s.std).map(|s| s.to_string()).unwrap_or_default());
         }
+        record.push(e.best_epoch.clone().unwrap_or_default());
         record.push(e.n.to_string());
         record.push(e.keys.join(" "));
         writer.write_record(&record)?;

@@ -14,7 +14,7 @@ use crate::model::{self, DeviceChoice, LoadOptions, LoadedModel, Pooling};
 use crate::store::resume::ResumeLookup;
 use crate::store::Provenance;
 use crate::train::adamw::AdamW;
-use crate::train::{self, Checkpoints, Examples, Hooks, Progress, TokenExamples, TrainConfig, TrainOutcome};
+use crate::train::{self, Checkpoints, Examples, Hooks, Progress, Snapshot, TokenExamples, TrainConfig, TrainOutcome};
 
 /// Declares a training task's parameter struct: Trainer's arguments (the fields of
 /// [`TrainParams`], with its defaults) followed by the method's own fields, flat in one TOML
@@ -75,6 +75,20 @@ macro_rules! training_params {
             /// transformers does).
             #[serde(default, skip_serializing_if = "crate::model::layers::DropoutMasks::is_default")]
             pub dropout_masks: crate::model::layers::DropoutMasks,
+            /// Trainer's `metric_for_best_model`: `"loss"`, `"accuracy"` or `"f1"` (also with
+            /// an `eval_` prefix); tracks the best epoch.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub metric_for_best_model: Option<crate::train::BestMetric>,
+            /// Publish the best epoch's weights instead of the last one's.
+            #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+            pub load_best_model_at_end: bool,
+            /// `EarlyStoppingCallback`: stop after this many evaluations in a row without an
+            /// improvement (needs `load_best_model_at_end`, as in transformers).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub early_stopping_patience: Option<std::num::NonZeroUsize>,
+            /// How much better than the best an evaluation must be to count as an improvement.
+            #[serde(default, skip_serializing_if = "crate::tasks::training::is_zero")]
+            pub early_stopping_threshold: f64,
             $($(#[$fattr])* pub $field: $ty,)*
         }
 
@@ -103,6 +117,12 @@ macro_rules! training_params {
                         group_by_length: self.group_by_length,
                         precision: self.precision,
                         dropout_masks: self.dropout_masks,
+                        best: crate::train::BestModel {
+                            metric: self.metric_for_best_model,
+                            load_best_model_at_end: self.load_best_model_at_end,
+                            early_stopping_patience: self.early_stopping_patience.map(|p| p.get()),
+                            early_stopping_threshold: self.early_stopping_threshold,
+                        },
                     },
                 }
             }
@@ -117,12 +137,23 @@ macro_rules! training_params {
                 check::fraction("adam_beta1", self.adam_beta1)?;
                 check::fraction("adam_beta2", self.adam_beta2)?;
                 check::positive("adam_epsilon", self.adam_epsilon)?;
+                check::non_negative("early_stopping_threshold", self.early_stopping_threshold)?;
+                if self.early_stopping_patience.is_some() && !self.load_best_model_at_end {
+                    return Err(crate::tasks::ParamError::at(
+                        "early_stopping_patience",
+                        "early stopping needs load_best_model_at_end = true (as transformers' EarlyStoppingCallback does)",
+                    ));
+                }
                 check::threads(self.threads)
             }
         }
     };
 }
 pub(crate) use training_params;
+
+pub fn is_zero(value: &f64) -> bool {
+    *value == 0.0
+}
 
 training_params! {
     /// Hyperparameters of `finetune`, `headtune` and `bitfit` (the names of Trainer's arguments).
@@ -182,9 +213,9 @@ pub const ABORT_AFTER_EPOCH_ENV: &str = "ORCHESTRATE_TEST_ABORT_AFTER_EPOCH";
 /// (`crate::store::resume`). A state that fails its manifest check or does not fit the model
 /// is reported and ignored: the task trains from scratch.
 impl Checkpoints for ResumeStates<'_> {
-    fn save(&self, model: &LoadedModel, optimizer: &AdamW, progress: &Progress) -> Result<()> {
+    fn save(&self, model: &LoadedModel, optimizer: &AdamW, progress: &Progress, best: Option<&Snapshot>) -> Result<()> {
         let staging = self.store.stage(self.key)?;
-        train::state::write(staging.path(), model, optimizer, progress)?;
+        train::state::write(staging.path(), model, optimizer, progress, best)?;
         let provenance = Provenance {
             task: self.task,
             experiment: self.experiment,
@@ -201,7 +232,12 @@ impl Checkpoints for ResumeStates<'_> {
         Ok(())
     }
 
-    fn restore(&self, model: &LoadedModel, optimizer: &mut AdamW, epochs: usize) -> Option<Progress> {
+    fn restore(
+        &self,
+        model: &LoadedModel,
+        optimizer: &mut AdamW,
+        epochs: usize,
+    ) -> Option<(Progress, Option<Snapshot>)> {
         let dir = match self.store.latest_resume_state(self.key) {
             ResumeLookup::None => return None,
             ResumeLookup::Found { dir, .. } => dir,
@@ -213,12 +249,12 @@ impl Checkpoints for ResumeStates<'_> {
             }
         };
         match train::state::read(&dir, model, optimizer, epochs) {
-            Ok(progress) => {
+            Ok((progress, best)) => {
                 (self.notify)(ResumeNotice::Resumed {
                     epoch: progress.epochs_done(),
                     epochs,
                 });
-                Some(progress)
+                Some((progress, best))
             }
             Err(problem) => {
                 (self.notify)(ResumeNotice::Ignored {
@@ -247,8 +283,14 @@ pub fn train_resumably(
     eval: &dyn Examples,
     n_classes: usize,
 ) -> Result<TrainOutcome> {
-    train::train(&hooks(ctx), model, &params.config, train, eval, n_classes)
+    let outcome = train::train(&hooks(ctx), model, &params.config, train, eval, n_classes)?;
+    let state = train::trainer_state::trainer_state(&params.config, &outcome, train.len());
+    crate::util::write_atomic(&ctx.output(TRAINER_STATE), &serde_json::to_vec_pretty(&state)?)?;
+    Ok(outcome)
 }
+
+/// transformers' `TrainerState` file, beside the task's metrics.
+pub const TRAINER_STATE: &str = "trainer_state.json";
 
 /// `group_by_length` in the resolved parameters: `"shuffled"` where it is on, so the keys of
 /// grouped tasks differ from those of the sampler before the batches were shuffled (which
@@ -455,5 +497,14 @@ pub fn training_metrics(method: &str, model: &LoadedModel, outcome: &TrainOutcom
     metrics
         .extra
         .insert("train_samples_per_second".into(), outcome.samples_per_second.into());
+    if let Some(best) = outcome.best {
+        metrics.extra.insert("best_epoch".into(), best.epoch.into());
+        metrics.extra.insert("best_metric".into(), best.metric.into());
+    }
+    if outcome.stopped_early {
+        metrics
+            .extra
+            .insert("stopped_after_epoch".into(), outcome.epochs.len().into());
+    }
     Ok(metrics)
 }

@@ -9,7 +9,7 @@ use tch::Tensor;
 
 use super::data::{Examples, Inputs};
 use super::optimizer::Optimizer;
-use super::records::{EpochRecord, Evaluation, LogRecord, Progress, TrainOutcome};
+use super::records::{BestEpoch, EpochRecord, Evaluation, LogRecord, Progress, Snapshot, TrainOutcome};
 use super::sampler::group_by_length;
 use super::{Flow, Hooks, TrainConfig};
 use crate::model::{LoadedModel, Pooling};
@@ -111,7 +111,7 @@ pub fn train(
     let resumed = hooks
         .checkpoints
         .and_then(|checkpoints| checkpoints.restore(model, &mut optimizer.adamw, params.epochs));
-    let mut progress: Progress = resumed.unwrap_or_default();
+    let (mut progress, mut best_weights): (Progress, Option<Snapshot>) = resumed.unwrap_or_default();
     rng.set_word_pos(progress.rng_word_pos);
     let mut last_evaluation = None;
     let first_epoch = if progress.stopped_early {
@@ -186,19 +186,28 @@ pub fn train(
             Some(epoch_end) => epoch_end(&record, model)?,
             None => Flow::Continue,
         };
+        let patience_ran_out = track_best(params, &record, progress.step, &mut progress, model, &mut best_weights)?;
         progress.epochs.push(record);
         progress.rng_word_pos = rng.get_word_pos();
-        progress.stopped_early = flow == Flow::Stop && epoch < params.epochs;
+        progress.stopped_early = (flow == Flow::Stop || patience_ran_out) && epoch < params.epochs;
         if let Some(checkpoints) = hooks.checkpoints {
-            checkpoints.save(model, &optimizer.adamw, &progress)?;
+            checkpoints.save(model, &optimizer.adamw, &progress, best_weights.as_ref())?;
         }
         last_evaluation = Some(evaluation);
         if progress.stopped_early {
             break;
         }
     }
+    // The best epoch's weights replace the last ones (Trainer's load_best_model_at_end).
+    let last_epoch = progress.epochs_done();
+    if let (true, Some(best), Some(weights)) = (params.best.load_best_model_at_end, progress.best, &best_weights) {
+        if best.epoch != last_epoch {
+            load_snapshot(model, weights)?;
+            last_evaluation = None;
+        }
+    }
     // The last epoch's evaluation is the final model's; only a run resumed after its last
-    // epoch has none in memory.
+    // epoch, or one that went back to its best epoch, has none in memory.
     let final_eval = match last_evaluation {
         Some(evaluation) => evaluation,
         None => {
@@ -208,10 +217,75 @@ pub fn train(
     };
     let samples_per_second = (train.len() * progress.epochs_done()) as f64 / progress.train_seconds.max(1e-9);
     Ok(TrainOutcome {
+        best: progress.best,
+        stopped_early: progress.stopped_early,
+        epochs_without_improvement: progress.epochs_without_improvement,
+        steps: progress.step,
+        steps_per_epoch,
         epochs: progress.epochs,
         log: progress.log,
         final_eval,
         samples_per_second,
         train_seconds: progress.train_seconds,
+    })
+}
+
+/// Trainer's order after an evaluation: the early-stopping callback compares with the best
+/// so far, then the checkpoint save updates the best. Returns whether patience ran out.
+fn track_best(
+    params: &TrainConfig,
+    record: &EpochRecord,
+    step: usize,
+    progress: &mut Progress,
+    model: &LoadedModel,
+    best_weights: &mut Option<Snapshot>,
+) -> Result<bool> {
+    let Some(metric) = params.best.tracked() else {
+        return Ok(false);
+    };
+    let value = metric.of(record);
+    let mut patience_ran_out = false;
+    if let Some(patience) = params.best.early_stopping_patience {
+        let improved = progress.best.is_none_or(|best| {
+            metric.better(value, best.metric) && (value - best.metric).abs() > params.best.early_stopping_threshold
+        });
+        progress.epochs_without_improvement = if improved {
+            0
+        } else {
+            progress.epochs_without_improvement + 1
+        };
+        patience_ran_out = progress.epochs_without_improvement >= patience;
+    }
+    if progress.best.is_none_or(|best| metric.better(value, best.metric)) {
+        progress.best = Some(BestEpoch {
+            epoch: record.epoch,
+            metric: value,
+            step,
+        });
+        *best_weights = Some(snapshot(model)?);
+    }
+    Ok(patience_ran_out)
+}
+
+/// CPU copies of the trainable parameters (the frozen ones never change).
+fn snapshot(model: &LoadedModel) -> Result<Snapshot> {
+    let _no_grad = tch::no_grad_guard();
+    model
+        .trainable_parameters()
+        .into_iter()
+        .map(|(name, tensor)| Ok((name, tensor.f_detach()?.f_to_device(tch::Device::Cpu)?.copy())))
+        .collect()
+}
+
+fn load_snapshot(model: &LoadedModel, weights: &Snapshot) -> Result<()> {
+    let saved: std::collections::HashMap<&str, &Tensor> = weights.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    tch::no_grad(|| -> Result<()> {
+        for (name, mut param) in model.trainable_parameters() {
+            let Some(value) = saved.get(name.as_str()) else {
+                bail!("internal: the best epoch's weights have no {name}");
+            };
+            param.f_copy_(value)?;
+        }
+        Ok(())
     })
 }

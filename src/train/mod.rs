@@ -21,6 +21,7 @@ mod optimizer;
 pub mod records;
 pub mod sampler;
 pub mod state;
+pub mod trainer_state;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -28,7 +29,7 @@ use anyhow::{bail, Result};
 
 pub use self::data::{Example, Examples, FeatureExamples, Inputs, TokenExamples};
 pub use self::engine::{evaluate, logits, train};
-pub use self::records::{EpochRecord, Evaluation, LogRecord, Progress, TrainOutcome};
+pub use self::records::{BestEpoch, EpochRecord, Evaluation, LogRecord, Progress, Snapshot, TrainOutcome};
 use crate::model::{LoadedModel, Pooling};
 
 /// libtorch draws initialisation and dropout from one process-wide generator, so two
@@ -65,6 +66,74 @@ pub struct TrainConfig {
     pub group_by_length: bool,
     pub precision: Precision,
     pub dropout_masks: crate::model::layers::DropoutMasks,
+    /// Best-epoch tracking and early stopping (Trainer's `metric_for_best_model`, …).
+    pub best: BestModel,
+}
+
+/// Trainer's best-model arguments, with its semantics: the best epoch is the first whose
+/// evaluation beats every earlier one on `metric` (lower loss, higher accuracy or F1);
+/// `EarlyStoppingCallback` counts the epochs that do not beat the best so far by more than
+/// `early_stopping_threshold` and stops after `early_stopping_patience` of them in a row.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BestModel {
+    /// `None`: no tracking (Trainer's default); `load_best_model_at_end` alone means loss.
+    pub metric: Option<BestMetric>,
+    /// The published model is the best epoch's instead of the last one's.
+    pub load_best_model_at_end: bool,
+    pub early_stopping_patience: Option<usize>,
+    pub early_stopping_threshold: f64,
+}
+
+impl BestModel {
+    /// The metric tracked, if any.
+    pub fn tracked(&self) -> Option<BestMetric> {
+        self.metric
+            .or((self.load_best_model_at_end || self.early_stopping_patience.is_some()).then_some(BestMetric::Loss))
+    }
+}
+
+/// `metric_for_best_model`: the evaluation's loss, accuracy or F1 (`eval_` prefix optional).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BestMetric {
+    #[serde(alias = "eval_loss")]
+    Loss,
+    #[serde(alias = "eval_accuracy")]
+    Accuracy,
+    #[serde(alias = "eval_f1")]
+    F1,
+}
+
+impl BestMetric {
+    pub fn of(self, record: &EpochRecord) -> f64 {
+        match self {
+            BestMetric::Loss => record.eval_loss,
+            BestMetric::Accuracy => record.eval_accuracy,
+            BestMetric::F1 => record.eval_f1,
+        }
+    }
+
+    /// Trainer's `greater_is_better`: false for a loss only.
+    pub fn greater_is_better(self) -> bool {
+        self != BestMetric::Loss
+    }
+
+    pub fn better(self, value: f64, than: f64) -> bool {
+        if self.greater_is_better() {
+            value > than
+        } else {
+            value < than
+        }
+    }
+
+    /// The name in Trainer's logs and `trainer_state.json`.
+    pub fn eval_name(self) -> &'static str {
+        match self {
+            BestMetric::Loss => "eval_loss",
+            BestMetric::Accuracy => "eval_accuracy",
+            BestMetric::F1 => "eval_f1",
+        }
+    }
 }
 
 /// The float type training computes in; parameters, optimizer state, the loss and reductions
@@ -107,11 +176,23 @@ pub type EpochEndFn<'a> = dyn Fn(&EpochRecord, &LoadedModel) -> Result<Flow> + '
 
 /// Where a training keeps the state it resumes from (see [`state`] for what a state holds).
 pub trait Checkpoints {
-    /// Saves the state after `progress.epochs_done()` epochs.
-    fn save(&self, model: &LoadedModel, optimizer: &adamw::AdamW, progress: &Progress) -> Result<()>;
-    /// Loads the newest usable state into `model` and `optimizer` and returns its progress;
-    /// `None` when there is none (then nothing was changed).
-    fn restore(&self, model: &LoadedModel, optimizer: &mut adamw::AdamW, epochs: usize) -> Option<Progress>;
+    /// Saves the state after `progress.epochs_done()` epochs, with the best epoch's weights
+    /// when the best model is tracked.
+    fn save(
+        &self,
+        model: &LoadedModel,
+        optimizer: &adamw::AdamW,
+        progress: &Progress,
+        best_weights: Option<&Snapshot>,
+    ) -> Result<()>;
+    /// Loads the newest usable state into `model` and `optimizer` and returns its progress
+    /// and best weights; `None` when there is none (then nothing was changed).
+    fn restore(
+        &self,
+        model: &LoadedModel,
+        optimizer: &mut adamw::AdamW,
+        epochs: usize,
+    ) -> Option<(Progress, Option<Snapshot>)>;
 }
 
 /// What the loops report to and ask of their caller.

@@ -45,9 +45,26 @@ pub struct Progress {
     pub window_loss: f64,
     pub window_steps: usize,
     pub train_seconds: f64,
-    /// The epoch-end hook stopped the training before its last epoch.
+    /// The epoch-end hook or early stopping ended the training before its last epoch.
     #[serde(default)]
     pub stopped_early: bool,
+    /// The best epoch so far and its metric, when the best model is tracked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best: Option<BestEpoch>,
+    /// Epochs in a row that did not beat the best by more than the threshold.
+    #[serde(default)]
+    pub epochs_without_improvement: usize,
+}
+
+/// Trainable parameters by name, on the CPU: the best epoch's weights.
+pub type Snapshot = Vec<(String, tch::Tensor)>;
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct BestEpoch {
+    pub epoch: usize,
+    pub metric: f64,
+    /// The global step after that epoch (Trainer's `best_global_step`).
+    pub step: usize,
 }
 
 impl Progress {
@@ -59,6 +76,15 @@ impl Progress {
 
 pub struct TrainOutcome {
     pub epochs: Vec<EpochRecord>,
+    /// The best epoch when the best model was tracked; the model holds its weights when
+    /// `load_best_model_at_end` is set.
+    pub best: Option<BestEpoch>,
+    pub stopped_early: bool,
+    /// The early-stopping counter at the end.
+    pub epochs_without_improvement: usize,
+    /// Optimizer steps done.
+    pub steps: usize,
+    pub steps_per_epoch: usize,
     pub log: Vec<LogRecord>,
     pub final_eval: Evaluation,
     pub train_seconds: f64,

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Tensor};
 
 use super::adamw::AdamW;
-use super::Progress;
+use super::{Progress, Snapshot};
 use crate::model::LoadedModel;
 
 const STATE_FILE: &str = "state.json";
@@ -34,6 +34,8 @@ const TENSORS_FILE: &str = "state.safetensors";
 /// Bump when the state's files change meaning: older states are then ignored.
 const STATE_FORMAT: u32 = 1;
 const PARAM: &str = "param/";
+/// The best epoch's trainable parameters, when the best model is tracked.
+const BEST: &str = "best/";
 
 #[derive(Serialize, Deserialize)]
 struct StateFile {
@@ -46,13 +48,24 @@ struct StateFile {
 /// Writes the state after `progress.epochs_done()` epochs into `dir`: the trainable
 /// parameters (the frozen ones are reloaded identically by the task), AdamW's moments and
 /// step counts, and the progress.
-pub fn write(dir: &Path, model: &LoadedModel, optimizer: &AdamW, progress: &Progress) -> Result<()> {
+pub fn write(
+    dir: &Path,
+    model: &LoadedModel,
+    optimizer: &AdamW,
+    progress: &Progress,
+    best_weights: Option<&Snapshot>,
+) -> Result<()> {
     let (moments, optimizer_steps) = optimizer.state();
+    let best = best_weights
+        .into_iter()
+        .flatten()
+        .map(|(name, tensor)| (format!("{BEST}{name}"), tensor.shallow_clone()));
     let tensors = model
         .trainable_parameters()
         .into_iter()
         .map(|(name, tensor)| (format!("{PARAM}{name}"), tensor))
         .chain(moments)
+        .chain(best)
         .map(|(name, tensor)| Ok((name, tensor.f_detach()?.f_to_device(Device::Cpu)?.f_contiguous()?)))
         .collect::<Result<Vec<_>>>()?;
     Tensor::write_safetensors(&tensors, dir.join(TENSORS_FILE))?;
@@ -67,7 +80,12 @@ pub fn write(dir: &Path, model: &LoadedModel, optimizer: &AdamW, progress: &Prog
 
 /// Reads a state and, once all of it has checked out, copies it into the model and the
 /// optimizer.
-pub fn read(dir: &Path, model: &LoadedModel, optimizer: &mut AdamW, epochs: usize) -> Result<Progress> {
+pub fn read(
+    dir: &Path,
+    model: &LoadedModel,
+    optimizer: &mut AdamW,
+    epochs: usize,
+) -> Result<(Progress, Option<Snapshot>)> {
     let state: StateFile = serde_json::from_slice(&std::fs::read(dir.join(STATE_FILE))?)?;
     if state.format != STATE_FORMAT {
         bail!("state format {}, this orchestrate writes {STATE_FORMAT}", state.format);
@@ -92,6 +110,21 @@ pub fn read(dir: &Path, model: &LoadedModel, optimizer: &mut AdamW, epochs: usiz
         }
         copies.push((param, saved));
     }
+    let best_weights = match state.progress.best {
+        None => None,
+        Some(_) => Some(
+            model
+                .trainable_parameters()
+                .into_iter()
+                .map(|(name, _)| {
+                    let saved = tensors
+                        .get(&format!("{BEST}{name}"))
+                        .with_context(|| format!("no saved best-epoch value for {name}"))?;
+                    Ok((name, saved.shallow_clone()))
+                })
+                .collect::<Result<Snapshot>>()?,
+        ),
+    };
     optimizer.restore(&tensors, &state.optimizer_steps)?;
     tch::no_grad(|| -> Result<()> {
         for (mut param, saved) in copies {
@@ -99,5 +132,5 @@ pub fn read(dir: &Path, model: &LoadedModel, optimizer: &mut AdamW, epochs: usiz
         }
         Ok(())
     })?;
-    Ok(state.progress)
+    Ok((state.progress, best_weights))
 }

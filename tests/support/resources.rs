@@ -15,3 +15,17 @@ pub fn available(name: &str, missing: Option<String>) -> bool {
     eprintln!("skipped: {why} (with {require}=1 this fails)");
     false
 }
+
+/// The Python of the Hugging Face checks (`$ORCHESTRATE_HF_PYTHON`, else `.venv-hf`, made by
+/// scripts/setup-hf.sh) when it can import `module`; a missing one is the resource `HF`.
+pub fn hf_python(module: &str) -> Option<std::path::PathBuf> {
+    let python = std::env::var_os("ORCHESTRATE_HF_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-hf/bin/python"));
+    let usable = std::process::Command::new(&python)
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let missing = (!usable).then(|| format!("{} cannot import {module}: run scripts/setup-hf.sh", python.display()));
+    available("HF", missing).then_some(python)
+}
