@@ -3,8 +3,10 @@
 //!
 //! Each task (built or planned) is described from its key parts alone, followed through its
 //! inputs: its kind, the device and precision it runs with, the files it reads (the model,
-//! the dataset), and its *work* — epochs × max_len × train_size, each factor present only
-//! where a parameter of the task or of an upstream task sets it. A planned task is
+//! the dataset), and its *work*: the product of its kind's cost factors
+//! (`Task::cost_factors`: epochs × max_len × train_size for a training, max_len × eval_size
+//! for an evaluation), each present only where a parameter of the task or of an upstream
+//! task sets it. A planned task is
 //! estimated from the finished tasks of the same kind, device and precision, preferring
 //! those that read the same files: `duration = a · work^b`, fitted by least squares in log
 //! space over them (with `b = 1`, a rate, while they all did the same work). Where no
@@ -182,7 +184,11 @@ fn profile(key: &str, parts_by_key: &HashMap<String, Value>) -> Option<Profile> 
             .filter(|v| *v > 0.0)
             .unwrap_or(1.0)
     };
-    let work = factor("epochs") * factor("max_len") * factor("train_size");
+    let work: f64 = crate::tasks::lookup(&kind)
+        .map_or(&["epochs", "max_len", "train_size"][..], |k| k.cost_factors())
+        .iter()
+        .map(|name| factor(name))
+        .product();
     let files = files
         .into_iter()
         .map(|(k, v)| format!("{k}={v}"))

@@ -69,6 +69,11 @@ impl Task for Evaluate {
         params.validate_common()
     }
 
+    /// One pass over the evaluation examples.
+    fn cost_factors() -> &'static [&'static str] {
+        &["max_len", "eval_size"]
+    }
+
     fn run(params: &Params, ctx: &Context) -> Result<Metrics> {
         let _torch = train::exclusive_torch();
         let tokens = tokenize::load(&ctx.input("tokens")?.dir)?;

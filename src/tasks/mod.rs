@@ -300,6 +300,13 @@ pub trait Task: Send + Sync + 'static {
         ReportRole::Row
     }
 
+    /// The parameters (its own or an upstream task's) whose product its time grows with,
+    /// for the time estimates (`crate::estimate`): a training's passes over its training
+    /// examples by default.
+    fn cost_factors() -> &'static [&'static str] {
+        &["epochs", "max_len", "train_size"]
+    }
+
     fn run(params: &Self::Params, ctx: &Context) -> Result<Metrics>;
 }
 
@@ -319,6 +326,8 @@ pub trait DynTask: Send + Sync {
     fn slots(&self) -> &'static [Slot];
     fn reports(&self) -> bool;
     fn report_role(&self) -> ReportRole;
+    /// [`Task::cost_factors`].
+    fn cost_factors(&self) -> &'static [&'static str];
     /// Field names of the parameter struct (for applying `[defaults]`).
     fn param_names(&self) -> &'static [&'static str];
     /// Deserializes (and so validates) a parameter table, returning the canonical resolved
@@ -371,6 +380,9 @@ impl<T: Task> DynTask for Kind<T> {
     }
     fn report_role(&self) -> ReportRole {
         T::report_role()
+    }
+    fn cost_factors(&self) -> &'static [&'static str] {
+        T::cost_factors()
     }
     fn param_names(&self) -> &'static [&'static str] {
         crate::util::struct_fields::<T::Params>()

@@ -46,6 +46,11 @@ impl Task for SurgeryCheck {
         check::rank_and_targets("rank", 1, "target_modules", &targets, cx.model)
     }
 
+    /// One pass over the evaluation examples.
+    fn cost_factors() -> &'static [&'static str] {
+        &["max_len", "eval_size"]
+    }
+
     fn run(params: &Params, ctx: &Context) -> Result<Metrics> {
         let _torch = train::exclusive_torch();
         let tokens = tokenize::load(&ctx.input("tokens")?.dir)?;

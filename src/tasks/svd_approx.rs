@@ -68,6 +68,11 @@ impl Task for SvdApprox {
         crate::tasks::ReportRole::RankCurve { rank: "rank" }
     }
 
+    /// One pass over the evaluation examples.
+    fn cost_factors() -> &'static [&'static str] {
+        &["max_len", "eval_size"]
+    }
+
     fn run(params: &Params, ctx: &Context) -> Result<Metrics> {
         let tokens = tokenize::load(&ctx.input("tokens")?.dir)?;
         let n_classes = tokens.shape.n_classes;
