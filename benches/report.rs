@@ -21,11 +21,7 @@ fn main() -> anyhow::Result<()> {
     }
     let file = dir.path().join("seeds.toml");
     std::fs::copy(fixtures.join("seeds.toml"), &file)?;
-    let settings = Settings {
-        cache_dir: dir.path().join("cache"),
-        reports_dir: dir.path().join("reports"),
-        mode: Mode::Quiet,
-    };
+    let settings = Settings::new(dir.path().join("cache"), dir.path().join("reports"), Mode::Quiet);
     let cancel = AtomicBool::new(false);
     let args = RunArgs {
         only: Vec::new(),
@@ -50,7 +46,7 @@ fn main() -> anyhow::Result<()> {
     for _ in 0..10 {
         let start = Instant::now();
         // What `orchestrate report` does, minus printing the table.
-        let experiment = commands::load(&file)?;
+        let experiment = settings.load(&file)?;
         let store = Store::open_existing(&settings.cache_dir);
         let plan = plan::plan(&experiment, &store)?;
         let collected = report::collect(&plan, &store)?;

@@ -31,10 +31,14 @@ fn planned_keys(dir: &Path, file: &str, extra: &[&str]) -> BTreeMap<String, Stri
         .collect()
 }
 
+/// Command-line arguments, and the same change as (old, new) edits of the file.
+type Args = &'static [&'static str];
+type Edits = &'static [(&'static str, &'static str)];
+
 #[test]
 fn an_override_gives_the_keys_of_the_same_edit_in_the_file() {
     let dir = sandbox();
-    let cases: [(&[&str], &[(&str, &str)]); 4] = [
+    let cases: [(Args, Edits); 4] = [
         (
             &["--set", "tasks.tfidf.max_features=30"],
             &[("max_features = 50", "max_features = 30")],

@@ -55,26 +55,30 @@ fn run_to_the_end(dir: &Path, cache: &str) -> Vec<Value> {
     events
 }
 
-/// Times differ from run to run; nothing else may.
-fn is_time(key: &str) -> bool {
-    key == "seconds" || key.ends_with("_s") || key.contains("per_second")
+/// Times and memory peaks differ from run to run; nothing else may.
+fn is_measurement(key: &str) -> bool {
+    key == "seconds"
+        || key.ends_with("_s")
+        || key.ends_with("_runtime")
+        || key.contains("per_second")
+        || key == "peak_rss_bytes"
 }
 
-fn without_times(value: &Value) -> Value {
+fn without_measurements(value: &Value) -> Value {
     match value {
         Value::Object(map) => Value::Object(
             map.iter()
-                .filter(|(key, _)| !is_time(key))
-                .map(|(key, value)| (key.clone(), without_times(value)))
+                .filter(|(key, _)| !is_measurement(key))
+                .map(|(key, value)| (key.clone(), without_measurements(value)))
                 .collect(),
         ),
-        Value::Array(items) => Value::Array(items.iter().map(without_times).collect()),
+        Value::Array(items) => Value::Array(items.iter().map(without_measurements).collect()),
         other => other.clone(),
     }
 }
 
 /// What a finished cache holds, by task: the blake3 of every file but `metrics.json`
-/// (weights, adapters, features, tokens) and the metrics without their times.
+/// (weights, adapters, features, tokens) and the metrics without their times and memory peaks.
 fn results(cache: &Path) -> BTreeMap<String, Value> {
     let store = Store::open(cache).unwrap();
     store
@@ -85,15 +89,23 @@ fn results(cache: &Path) -> BTreeMap<String, Value> {
             let manifest = manifest.unwrap_or_else(|e| panic!("{key}: {e:#}"));
             let dir = store.artifact_dir(&key);
             let metrics: Value = serde_json::from_slice(&std::fs::read(dir.join("metrics.json")).unwrap()).unwrap();
-            let files: BTreeMap<&String, &String> = manifest
+            // trainer_state.json holds the run's times, so it compares by content without them.
+            let files: BTreeMap<&String, Value> = manifest
                 .files
                 .iter()
                 .filter(|(name, _)| *name != "metrics.json")
-                .map(|(name, entry)| (name, &entry.blake3))
+                .map(|(name, entry)| {
+                    let value = if name.ends_with("trainer_state.json") {
+                        without_measurements(&serde_json::from_slice(&std::fs::read(dir.join(name)).unwrap()).unwrap())
+                    } else {
+                        Value::String(entry.blake3.clone())
+                    };
+                    (name, value)
+                })
                 .collect();
             (
                 manifest.task.clone(),
-                serde_json::json!({ "files": files, "metrics": without_times(&metrics) }),
+                serde_json::json!({ "files": files, "metrics": without_measurements(&metrics) }),
             )
         })
         .collect()

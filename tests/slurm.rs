@@ -46,8 +46,8 @@ fn tasks_with(events: &[Value], kind: &str) -> Vec<String> {
     tasks
 }
 
-/// Report rows without the timings, which differ from run to run.
-fn rows_without_times(events: &[Value]) -> Vec<Value> {
+/// Report rows without the timings and memory peaks, which differ from run to run.
+fn rows_without_measurements(events: &[Value]) -> Vec<Value> {
     let report = events.iter().find(|e| e["event"] == "report").expect("a report event");
     report["report"]["rows"]
         .as_array()
@@ -58,6 +58,7 @@ fn rows_without_times(events: &[Value]) -> Vec<Value> {
             let metrics = row["metrics"].as_object_mut().unwrap();
             metrics.remove("train_time_s");
             metrics.remove("eval_time_s");
+            metrics.remove("peak_rss_bytes");
             row
         })
         .collect()
@@ -111,7 +112,7 @@ fn slurm_gives_the_local_executors_results_and_a_rerun_submits_nothing() {
         &["exp.toml", "--executor", "local", "--cache-dir", "cache-local"],
     );
     assert!(ok);
-    assert_eq!(rows_without_times(&slurm), rows_without_times(&local));
+    assert_eq!(rows_without_measurements(&slurm), rows_without_measurements(&local));
     // Byte-identical artifacts, apart from the timings in metrics.json.
     for key in std::fs::read_dir(dir.path().join("cache-local/artifacts")).unwrap() {
         let key = key.unwrap().file_name();
@@ -233,7 +234,7 @@ fn killing_the_driver_mid_run_and_rerunning_reuses_finished_artifacts() {
     assert!(!tasks_with(&rerun, "task_submitted").contains(&"data".to_string()));
     let (ok, local) = run_json(dir.path(), &["exp.toml", "--cache-dir", "cache-local"]);
     assert!(ok);
-    assert_eq!(rows_without_times(&rerun), rows_without_times(&local));
+    assert_eq!(rows_without_measurements(&rerun), rows_without_measurements(&local));
 }
 
 #[test]
