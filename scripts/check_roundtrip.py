@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-TOL = 1e-4
+TOL = 1e-5
 
 
 def compare(folder, what, model, rust):

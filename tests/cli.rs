@@ -269,6 +269,13 @@ fn inspect_counts_peft_methods_on_distilbert_base() {
         .stdout(predicate::str::contains(
             "trainable params: 702,722 || all params: 67,065,602 || trainable%: 1.0478",
         ));
+    // DoRA adds a magnitude per output of each target: 12 · 768 (PEFT prints 711,938 too).
+    inspect_lora(&["r=6", "lora_alpha=12", "use_dora=true"])
+        .success()
+        .stdout(predicate::str::contains("trainable params: 711,938 ||"));
+    inspect_lora(&["r=6", "init=\"pissa\""])
+        .success()
+        .stdout(predicate::str::contains("trainable params: 702,722 ||"));
     inspect_lora(&["r=0"])
         .failure()
         .stderr(predicate::str::contains("LoRA rank r must be at least 1, got 0"));

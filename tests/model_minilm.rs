@@ -88,6 +88,7 @@ fn minilm_inspect_counts() {
         modules_to_save: None,
         init: LoraInit::Kaiming,
         use_rslora: false,
+        use_dora: false,
     };
     let out = inspect::run(dir.to_str().unwrap(), &Method::Lora(lora)).unwrap();
     assert!(out.contains("trainable params: 203,906 ||"), "{out}");

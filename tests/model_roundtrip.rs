@@ -168,8 +168,9 @@ fn lora(r: i64, targets: &[&str]) -> LoraSpec {
         target_modules: Some(targets.iter().map(|s| s.to_string()).collect()),
         bias: BiasMode::None,
         modules_to_save: None,
-        init: LoraInit::Gaussian,
+        init: LoraInit::Normal,
         use_rslora: false,
+        use_dora: false,
     }
 }
 
@@ -193,6 +194,77 @@ fn lora_adapter_round_trip_bert_all_biases() {
         "peft_type": "LORA", "task_type": "SEQ_CLS", "r": 2, "lora_alpha": 4.0, "lora_dropout": 0.1,
         "target_modules": ["query", "value", "intermediate.dense"], "bias": "all",
         "modules_to_save": ["pooler", "classifier"],
+    });
+    adapter_roundtrip("tiny-bert", &dir, &Method::Lora(spec), config);
+}
+
+/// PiSSA: the adapter starts at W's top singular triplets and the base is the residual, so
+/// before training the model is the pretrained one; PEFT recomputes the residual from the
+/// saved (original) base when it loads `init_lora_weights = "pissa"`.
+#[test]
+fn pissa_adapter_round_trip_bert() {
+    let (_keep, dir) = out_dir("peft-pissa-bert");
+    let mut spec = lora(4, &["query", "value", "output.dense"]);
+    spec.init = LoraInit::Pissa;
+    let untouched = model::load(fixture("tiny-bert").to_str().unwrap(), &cpu()).unwrap();
+    let mut pissa = model::load(fixture("tiny-bert").to_str().unwrap(), &cpu()).unwrap();
+    pissa.apply_method(&Method::Lora(spec.clone())).unwrap();
+    let texts = ["the movie was great", "loved it"];
+    let (_, _, before) = encode_and_forward(&untouched, &texts);
+    let (_, _, start) = encode_and_forward(&pissa, &texts);
+    let d = (&before - &start).abs().max().double_value(&[]);
+    assert!(
+        d < 1e-5,
+        "PiSSA must start at the pretrained model, logits differ by {d}"
+    );
+    let config = serde_json::json!({
+        "peft_type": "LORA", "task_type": "SEQ_CLS", "r": 4, "lora_alpha": 8.0, "lora_dropout": 0.1,
+        "target_modules": ["query", "value", "output.dense"], "bias": "none",
+        "modules_to_save": ["pooler", "classifier"], "init_lora_weights": "pissa",
+    });
+    adapter_roundtrip("tiny-bert", &dir, &Method::Lora(spec), config);
+}
+
+/// DoRA: the magnitude starts at W's row norms (the model starts as the pretrained one) and
+/// is saved as PEFT's `lora_magnitude_vector`; merging scales W + s·B A row by row.
+#[test]
+fn dora_adapter_round_trip_distilbert() {
+    let (_keep, dir) = out_dir("peft-dora-distilbert");
+    let mut spec = lora(4, &["q_lin", "v_lin", "lin1"]);
+    spec.use_dora = true;
+    spec.init = LoraInit::Gaussian;
+    let mut dora = model::load(fixture("tiny-distilbert").to_str().unwrap(), &cpu()).unwrap();
+    dora.apply_method(&Method::Lora(spec.clone())).unwrap();
+    let magnitudes = dora
+        .trainable_parameters()
+        .into_iter()
+        .filter(|(n, _)| n.ends_with(".lora_magnitude_vector"))
+        .count();
+    assert_eq!(
+        magnitudes,
+        2 * 3,
+        "one magnitude vector per target in each of the 2 layers"
+    );
+    let config = serde_json::json!({
+        "peft_type": "LORA", "task_type": "SEQ_CLS", "r": 4, "lora_alpha": 8.0, "lora_dropout": 0.1,
+        "target_modules": ["q_lin", "v_lin", "lin1"], "bias": "none",
+        "modules_to_save": ["pre_classifier", "classifier"], "use_dora": true, "init_lora_weights": "gaussian",
+    });
+    adapter_roundtrip("tiny-distilbert", &dir, &Method::Lora(spec), config);
+}
+
+/// PiSSA and DoRA together, as PEFT allows: the magnitude starts at the norms of
+/// residual + s·B A, i.e. of W.
+#[test]
+fn pissa_dora_adapter_round_trip_bert() {
+    let (_keep, dir) = out_dir("peft-pissa-dora-bert");
+    let mut spec = lora(2, &["query", "value"]);
+    spec.init = LoraInit::Pissa;
+    spec.use_dora = true;
+    let config = serde_json::json!({
+        "peft_type": "LORA", "task_type": "SEQ_CLS", "r": 2, "lora_alpha": 4.0, "lora_dropout": 0.1,
+        "target_modules": ["query", "value"], "bias": "none",
+        "modules_to_save": ["pooler", "classifier"], "init_lora_weights": "pissa", "use_dora": true,
     });
     adapter_roundtrip("tiny-bert", &dir, &Method::Lora(spec), config);
 }

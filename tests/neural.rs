@@ -36,6 +36,18 @@ impl Run {
         }
     }
 
+    /// A JSON file of `task`'s artifact.
+    fn json_file(&self, task: &str, file: &str) -> Value {
+        let store = Store::open(&self.cache).unwrap();
+        let (key, _) = store
+            .list()
+            .unwrap()
+            .into_iter()
+            .find(|(_, m)| m.as_ref().is_ok_and(|m| m.task == task))
+            .unwrap_or_else(|| panic!("no artifact of {task}"));
+        serde_json::from_slice(&std::fs::read(store.artifact_dir(&key).join(file)).unwrap()).unwrap()
+    }
+
     /// Manifest of the artifact of `task` (the most recent one of that name).
     fn manifest(&self, task: &str) -> orchestrate::store::Manifest {
         let store = Store::open(&self.cache).unwrap();
@@ -248,6 +260,39 @@ fn lora_ia3_and_bitfit_train_only_their_parameters() {
         .map(|(_, n)| n)
         .sum();
     assert_eq!(run.metrics("bitfit")["trainable_params"], biases as u64 + HEAD);
+}
+
+#[test]
+fn pissa_and_dora_train_merge_and_write_peft_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = "[tasks.dora]\nkind = \"lora\"\ninputs = \"tokens\"\nlr = 1e-2\nepochs = 2\nr = 2\n\
+                lora_dropout = 0.1\ninit = \"pissa\"\nuse_dora = true\nmerge = true\n\
+                [tasks.merged]\nkind = \"evaluate\"\ninputs = { tokens = \"tokens\", model = \"dora\" }\n\
+                [tasks.normal]\nkind = \"lora\"\ninputs = \"tokens\"\nepochs = 1\nr = 2\n\
+                [tasks.gaussian]\nkind = \"lora\"\ninputs = \"tokens\"\nepochs = 1\nr = 2\ninit = \"gaussian\"\n";
+    let run = run(dir.path(), "cache", body);
+    let dora = run.metrics("dora");
+    // q and v in 2 layers: r × (32 + 32) for A and B, and a magnitude of 32 each.
+    assert_eq!(dora["trainable_params"], 2 * 2 * (2 * 64 + 32) + HEAD);
+    let merged = run.metrics("merged");
+    assert_eq!(merged["accuracy"], dora["accuracy"]);
+    let (a, b) = (
+        merged["eval_loss"].as_f64().unwrap(),
+        dora["eval_loss"].as_f64().unwrap(),
+    );
+    assert!((a - b).abs() < 1e-5, "merged eval loss {a} vs {b}");
+    let config = run.json_file("dora", "adapter/adapter_config.json");
+    assert_eq!(config["init_lora_weights"], "pissa");
+    assert_eq!(config["use_dora"], true);
+    // The lab's N(0, 1) is not PEFT's "gaussian" (std 1/r): the config must not claim it is.
+    assert_eq!(
+        run.json_file("normal", "adapter/adapter_config.json")["init_lora_weights"],
+        false
+    );
+    assert_eq!(
+        run.json_file("gaussian", "adapter/adapter_config.json")["init_lora_weights"],
+        "gaussian"
+    );
 }
 
 #[test]

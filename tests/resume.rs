@@ -35,6 +35,7 @@ const FINETUNE: &str = "[tasks.finetune]\nkind = \"finetune\"\ninputs = \"tokens
 const EVERY_TRAINING_KIND: &str = "[tasks.features]\nkind = \"features\"\ninputs = \"tokens\"\n\
      [tasks.head]\nkind = \"headtune\"\ninputs = \"features\"\nepochs = 3\n\
      [tasks.lora]\nkind = \"lora\"\ninputs = \"tokens\"\nepochs = 2\nr = 2\nmerge = true\n\
+     [tasks.pissa_dora]\nkind = \"lora\"\ninputs = \"tokens\"\nepochs = 2\nr = 2\ninit = \"pissa\"\nuse_dora = true\nlora_dropout = 0.1\n\
      [tasks.ia3]\nkind = \"ia3\"\ninputs = \"tokens\"\nepochs = 2\n\
      [tasks.bitfit]\nkind = \"bitfit\"\ninputs = \"tokens\"\nepochs = 2\n\
      [tasks.bf16]\nkind = \"finetune\"\ninputs = \"tokens\"\nepochs = 2\nprecision = \"bf16\"\n";
@@ -190,7 +191,10 @@ fn every_training_kind_resumes_after_an_abort_to_the_uninterrupted_result() {
         interrupted = Some(started.last().unwrap()["task"].as_str().unwrap().to_string());
     }
     resumed.sort();
-    assert_eq!(resumed, ["bf16", "bitfit", "finetune", "head", "ia3", "lora"]);
+    assert_eq!(
+        resumed,
+        ["bf16", "bitfit", "finetune", "head", "ia3", "lora", "pissa_dora"]
+    );
 
     assert_same_results(&dir.path().join("resumed"), &dir.path().join("reference"));
     assert_eq!(

@@ -4,7 +4,11 @@
 //! keys `base_model.model.<module>.lora_A.weight`), so `PeftModel.from_pretrained` loads it.
 //!
 //! - LoRA: `y = W x + b + (alpha / r) · B A dropout(x)`, A `[r, in]`, B `[out, r]` = 0 at the
-//!   start; `use_rslora` scales by `alpha / sqrt(r)`.
+//!   start; `use_rslora` scales by `alpha / sqrt(r)`; `init = pissa` starts B A at W's top-r
+//!   singular triplets and freezes the residual instead of W.
+//! - DoRA: `y = m / ‖W + s·B A‖ · (W + s·B A) x + b`, with the row norms detached from the
+//!   gradient as PEFT (and the paper's section 4.3) does; `m` (`lora_magnitude_vector`)
+//!   starts at the row norms of W, so the layer starts as the base layer.
 //! - IA3: a learned vector `ia3_l` (ones at the start) scales a layer's output, or, for the
 //!   feed-forward modules, its input.
 
@@ -23,15 +27,34 @@ use super::targets::{default_ia3_targets, matches_any};
 use super::tree::ModuleNode;
 use super::LoadedModel;
 
-/// How LoRA's A matrix starts (B always starts at zero).
+/// How LoRA's A and B start. PEFT's names where PEFT has the initialisation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LoraInit {
-    /// A ~ N(0, 1), as the lab specifies.
+    /// A ~ N(0, 1), B = 0: the lab's initialisation. PEFT has no equivalent.
     #[default]
+    Normal,
+    /// PEFT's `"gaussian"`: A ~ N(0, std 1/r), B = 0.
     Gaussian,
-    /// PEFT's default: `kaiming_uniform_(a=√5)`, i.e. U(−1/√in, 1/√in).
+    /// PEFT's default (`true`): A = `kaiming_uniform_(a=√5)`, i.e. U(−1/√in, 1/√in); B = 0.
     Kaiming,
+    /// PEFT's `"pissa"` (Meng et al. 2024): B A = the top-r singular triplets of W (scaled
+    /// by 1/scaling), and the frozen base becomes the residual W − scaling · B A.
+    Pissa,
+}
+
+impl LoraInit {
+    /// `init_lora_weights` as PEFT reads it. The lab's N(0, 1) has no PEFT value: `false`
+    /// ("PEFT does not initialise the adapter") is the one that claims no distribution, and
+    /// a loaded adapter takes its weights from the file either way.
+    pub fn peft_value(self) -> serde_json::Value {
+        match self {
+            LoraInit::Normal => serde_json::json!(false),
+            LoraInit::Gaussian => serde_json::json!("gaussian"),
+            LoraInit::Kaiming => serde_json::json!(true),
+            LoraInit::Pissa => serde_json::json!("pissa"),
+        }
+    }
 }
 
 /// PEFT's `bias` option: which biases train besides the adapter.
@@ -57,6 +80,9 @@ pub struct LoraSpec {
     pub modules_to_save: Option<Vec<String>>,
     pub init: LoraInit,
     pub use_rslora: bool,
+    /// DoRA (Liu et al. 2024): a trained magnitude per output row over the
+    /// row-normalised direction `W + scaling · B A` (PEFT's `use_dora`).
+    pub use_dora: bool,
 }
 
 impl LoraSpec {
@@ -90,7 +116,8 @@ impl Ia3Spec {
     }
 }
 
-/// `torch.nn.Linear` plus a LoRA update (`peft.tuners.lora.Linear`).
+/// `torch.nn.Linear` plus a LoRA update (`peft.tuners.lora.Linear`), with DoRA's
+/// magnitude when `magnitude` is set.
 #[derive(Debug)]
 pub struct LoraLinear {
     pub base: LinearSlot,
@@ -98,20 +125,69 @@ pub struct LoraLinear {
     pub lora_b: Tensor,
     pub scaling: f64,
     pub dropout: Dropout,
+    /// DoRA's `lora_magnitude_vector`, `[out]`.
+    pub magnitude: Option<Tensor>,
+}
+
+/// The Euclidean norm of each row of `[out, in]` `weight`: DoRA's `‖·‖` per output.
+fn row_norms(weight: &Tensor) -> Result<Tensor> {
+    Ok(weight
+        .f_square()?
+        .f_sum_dim_intlist(&[1i64][..], false, None)?
+        .f_sqrt()?)
 }
 
 impl LoraLinear {
-    /// `W + scaling · B A`: the plain layer this one computes (dropout aside).
+    fn plain_base(&self) -> Result<&Linear> {
+        plain_linear(&self.base, "merging LoRA")
+    }
+
+    /// `W + scaling · B A`, without gradient.
+    fn directional_weight(&self) -> Result<Tensor> {
+        let base = self.plain_base()?;
+        tch::no_grad(|| {
+            let delta = self.lora_b.f_matmul(&self.lora_a)?.f_mul_scalar(self.scaling)?;
+            Ok(base.weight.f_add(&delta)?)
+        })
+    }
+
+    /// `W + scaling · B A`, and for DoRA scaled to the magnitude row by row: the plain
+    /// layer this one computes (dropout aside).
     pub fn merged_weight(&self) -> Result<Tensor> {
-        let base = self
-            .base
-            .as_any()
-            .downcast_ref::<Linear>()
-            .ok_or_else(|| ModelError::Surgery {
-                message: "a LoRA layer wraps another adapter; cannot merge".into(),
-            })?;
-        let delta = tch::no_grad(|| self.lora_b.f_matmul(&self.lora_a))?.f_mul_scalar(self.scaling)?;
-        Ok(tch::no_grad(|| base.weight.f_add(&delta))?)
+        let weight = self.directional_weight()?;
+        match &self.magnitude {
+            None => Ok(weight),
+            Some(magnitude) => tch::no_grad(|| {
+                let scale = magnitude.f_div(&row_norms(&weight)?)?.f_unsqueeze(1)?;
+                Ok(weight.f_mul(&scale)?)
+            }),
+        }
+    }
+
+    /// PEFT's `DoraLinearLayer.forward`: what DoRA adds to the base output `out`.
+    fn dora_update(
+        &self,
+        magnitude: &Tensor,
+        out: &Tensor,
+        dropped: &Tensor,
+        lora: &Tensor,
+        train: bool,
+    ) -> Result<Tensor> {
+        let base = self.plain_base()?;
+        // The norm is a constant for the gradient (DoRA, section 4.3).
+        let norms = row_norms(&self.directional_weight()?)?;
+        let scale = magnitude.f_div(&norms)?.f_to_kind(out.kind())?;
+        // With dropout active PEFT recomputes the base term on the dropped input.
+        let base_term = if train && self.dropout.p > 0.0 {
+            linear_op(dropped, &base.weight, None)?
+        } else {
+            match &base.bias {
+                Some(bias) => out.f_sub(&bias.f_to_kind(out.kind())?)?,
+                None => out.shallow_clone(),
+            }
+        };
+        let lora = lora.f_mul_scalar(self.scaling)?.f_mul(&scale)?;
+        Ok(base_term.f_mul(&scale.f_sub_scalar(1.0)?)?.f_add(&lora)?)
     }
 }
 
@@ -120,7 +196,13 @@ impl LinearLayer for LoraLinear {
         let out = self.base.forward_t(xs, train)?;
         let dropped = self.dropout.forward_t(xs, train)?;
         let update = linear_op(&linear_op(&dropped, &self.lora_a, None)?, &self.lora_b, None)?;
-        Ok(out.f_add(&update.f_mul_scalar(self.scaling)?)?)
+        match &self.magnitude {
+            None => Ok(out.f_add(&update.f_mul_scalar(self.scaling)?)?),
+            Some(magnitude) => {
+                let dora = self.dora_update(magnitude, &out, &dropped, &update, train)?;
+                Ok(out.f_add(&dora)?)
+            }
+        }
     }
     fn in_features(&self) -> i64 {
         self.base.in_features()
@@ -132,15 +214,19 @@ impl LinearLayer for LoraLinear {
         let r = self.lora_a.size()[0];
         let linear =
             |i: i64, o: i64| ModuleNode::leaf("Linear", format!("in_features={i}, out_features={o}, bias=False"));
-        ModuleNode::new(
-            "lora.Linear",
-            vec![
-                ("base_layer", self.base.module_node()),
-                ("lora_dropout", self.dropout.module_node()),
-                ("lora_A", linear(self.in_features(), r)),
-                ("lora_B", linear(r, self.out_features())),
-            ],
-        )
+        let mut children = vec![
+            ("base_layer", self.base.module_node()),
+            ("lora_dropout", self.dropout.module_node()),
+            ("lora_A", linear(self.in_features(), r)),
+            ("lora_B", linear(r, self.out_features())),
+        ];
+        if self.magnitude.is_some() {
+            children.push((
+                "lora_magnitude_vector",
+                ModuleNode::leaf("lora.dora.DoraLinearLayer", String::new()),
+            ));
+        }
+        ModuleNode::new("lora.Linear", children)
     }
     fn as_any(&self) -> &dyn Any {
         self
@@ -211,6 +297,7 @@ pub fn inject_lora(model: &mut LoadedModel, spec: &LoraSpec) -> Result<Vec<Strin
     }
     let names = surgery::select_targets(model, spec.target_modules.as_deref())?;
     let vs = &model.vs;
+    let scaling = spec.scaling();
     let mut created = Vec::new();
     for name in &names {
         let path = path_of(vs, name);
@@ -223,20 +310,50 @@ pub fn inject_lora(model: &mut LoadedModel, spec: &LoraSpec) -> Result<Vec<Strin
                 max: fan_in.min(fan_out),
             });
         }
-        let init_a = match spec.init {
-            LoraInit::Gaussian => Init::Randn { mean: 0.0, stdev: 1.0 },
-            LoraInit::Kaiming => {
-                let bound = 1.0 / (fan_in as f64).sqrt();
-                Init::Uniform { lo: -bound, up: bound }
+        let (lora_a, lora_b) = match spec.init {
+            LoraInit::Pissa => {
+                let base = plain_linear(slot, "PiSSA")?;
+                let (a, b) = pissa_factors(&base.weight, spec.r, scaling)?;
+                // The frozen base becomes the residual, as PEFT's `pissa_init` leaves it.
+                tch::no_grad(|| -> Result<()> {
+                    let delta = b.f_matmul(&a)?.f_mul_scalar(scaling)?;
+                    let _ = base.weight.shallow_clone().f_sub_(&delta)?;
+                    Ok(())
+                })?;
+                (
+                    (&path / "lora_A").f_var_copy("weight", &a)?,
+                    (&path / "lora_B").f_var_copy("weight", &b)?,
+                )
+            }
+            init => {
+                let init_a = match init {
+                    LoraInit::Gaussian => Init::Randn {
+                        mean: 0.0,
+                        stdev: 1.0 / spec.r as f64,
+                    },
+                    LoraInit::Kaiming => {
+                        let bound = 1.0 / (fan_in as f64).sqrt();
+                        Init::Uniform { lo: -bound, up: bound }
+                    }
+                    LoraInit::Normal | LoraInit::Pissa => Init::Randn { mean: 0.0, stdev: 1.0 },
+                };
+                let lora_a = (&path / "lora_A").f_var("weight", &[spec.r, fan_in], init_a)?;
+                (lora_a, (&path / "lora_B").f_zeros("weight", &[fan_out, spec.r])?)
             }
         };
-        let lora_a = (&path / "lora_A").f_var("weight", &[spec.r, fan_in], init_a)?;
-        let lora_b = (&path / "lora_B").f_zeros("weight", &[fan_out, spec.r])?;
-        created.push((name.clone(), lora_a, lora_b));
+        let magnitude = if spec.use_dora {
+            let base = plain_linear(slot, "DoRA")?;
+            let weight = tch::no_grad(|| -> Result<Tensor> {
+                Ok(base.weight.f_add(&lora_b.f_matmul(&lora_a)?.f_mul_scalar(scaling)?)?)
+            })?;
+            Some(path.f_var_copy("lora_magnitude_vector", &row_norms(&weight)?)?)
+        } else {
+            None
+        };
+        created.push((name.clone(), lora_a, lora_b, magnitude));
     }
-    for (name, lora_a, lora_b) in created {
+    for (name, lora_a, lora_b, magnitude) in created {
         let dropout = Dropout { p: spec.lora_dropout };
-        let scaling = spec.scaling();
         model.replace_linear(&name, |base| {
             Ok(Box::new(LoraLinear {
                 base,
@@ -244,10 +361,37 @@ pub fn inject_lora(model: &mut LoadedModel, spec: &LoraSpec) -> Result<Vec<Strin
                 lora_b,
                 scaling,
                 dropout,
+                magnitude,
             }))
         })?;
     }
     Ok(names)
+}
+
+/// `slot` as the plain linear layer `method` needs under its adapter.
+fn plain_linear<'a>(slot: &'a LinearSlot, method: &str) -> Result<&'a Linear> {
+    slot.as_any()
+        .downcast_ref::<Linear>()
+        .ok_or_else(|| ModelError::Surgery {
+            message: format!("{method} needs a plain linear layer under the adapter, not another adapter"),
+        })
+}
+
+/// PiSSA's A `[r, in]` and B `[out, r]` for weight W as PEFT's `pissa_init` computes
+/// them: W = U S Vᴴ (float32), A = √(S_r / scaling) Vᴴ_r, B = U_r √(S_r / scaling).
+fn pissa_factors(weight: &Tensor, r: i64, scaling: f64) -> Result<(Tensor, Tensor)> {
+    tch::no_grad(|| {
+        // `Tensor::svd` works on CPU everywhere; `linalg_svd` with an empty driver does not.
+        let (u, s, v) = weight.f_to_kind(tch::Kind::Float)?.f_svd(true, true)?;
+        let root = s.f_narrow(0, 0, r)?.f_div_scalar(scaling)?.f_sqrt()?;
+        let a = v
+            .f_narrow(1, 0, r)?
+            .f_transpose(0, 1)?
+            .f_mul(&root.f_unsqueeze(1)?)?
+            .f_contiguous()?;
+        let b = u.f_narrow(1, 0, r)?.f_mul(&root.f_unsqueeze(0)?)?.f_contiguous()?;
+        Ok((a, b))
+    })
 }
 
 /// Wraps every layer `spec` targets in an [`Ia3Linear`]; returns their names.
@@ -328,7 +472,12 @@ pub fn save_adapter(model: &mut LoadedModel, dir: &Path, config: &serde_json::Va
 /// tensors left out: a plain checkpoint transformers loads without PEFT.
 pub fn merged_tensors(model: &mut LoadedModel) -> Result<HashMap<String, Tensor>> {
     let mut tensors = model.vs.variables();
-    tensors.retain(|name, _| !name.contains(".lora_A.") && !name.contains(".lora_B.") && !name.ends_with(".ia3_l"));
+    tensors.retain(|name, _| {
+        !name.contains(".lora_A.")
+            && !name.contains(".lora_B.")
+            && !name.ends_with(".lora_magnitude_vector")
+            && !name.ends_with(".ia3_l")
+    });
     for (name, slot) in model.network.linears_mut() {
         if let Some(lora) = slot.as_any().downcast_ref::<LoraLinear>() {
             tensors.insert(format!("{name}.weight"), lora.merged_weight()?);

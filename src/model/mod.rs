@@ -595,6 +595,7 @@ impl LoadedModel {
                     };
                     n.contains(".lora_A.")
                         || n.contains(".lora_B.")
+                        || n.ends_with(".lora_magnitude_vector")
                         || bias
                         || saved.map_or(in_head(n), |s| adapters::in_modules(s, n))
                 });

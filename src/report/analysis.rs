@@ -204,7 +204,10 @@ mod tests {
     use crate::report::{aggregate, Row};
     use crate::tasks::Metrics;
 
-    fn entries(rows: &[(&str, &[(&str, &str)], f64)]) -> Vec<Entry> {
+    /// (kind, sweep values, accuracy) of one row.
+    type RowSpec<'a> = (&'a str, &'a [(&'a str, &'a str)], f64);
+
+    fn entries(rows: &[RowSpec]) -> Vec<Entry> {
         let rows: Vec<Row> = rows
             .iter()
             .map(|(kind, sweep, accuracy)| {

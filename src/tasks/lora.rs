@@ -1,6 +1,6 @@
 //! `lora`: LoRA fine-tuning with PEFT's semantics and field names (`r`, `lora_alpha`,
-//! `lora_dropout`, `target_modules`, `bias`, `modules_to_save`, `use_rslora`) on top of
-//! Trainer's arguments. Only the adapters and `modules_to_save` (the classification head by
+//! `lora_dropout`, `target_modules`, `bias`, `modules_to_save`, `use_rslora`, `use_dora`,
+//! `init_lora_weights` as `init`) on top of Trainer's arguments. Only the adapters and `modules_to_save` (the classification head by
 //! default) train: frozen weights get no gradients.
 //!
 //! Output: `adapter/` in PEFT's format (`adapter_config.json`, `adapter_model.safetensors`:
@@ -44,6 +44,8 @@ training_params! {
         pub init: LoraInit,
         #[serde(default)]
         pub use_rslora: bool,
+        #[serde(default)]
+        pub use_dora: bool,
         /// Also write the merged model as `checkpoint/`.
         #[serde(default)]
         pub merge: bool,
@@ -129,6 +131,7 @@ impl Params {
             modules_to_save: self.modules_to_save.clone(),
             init: self.init,
             use_rslora: self.use_rslora,
+            use_dora: self.use_dora,
         }
     }
 }
@@ -151,7 +154,8 @@ fn adapter_config(
         "bias": spec.bias,
         "modules_to_save": modules_to_save,
         "use_rslora": spec.use_rslora,
-        "init_lora_weights": match spec.init { LoraInit::Gaussian => serde_json::json!("gaussian"), LoraInit::Kaiming => serde_json::json!(true) },
+        "init_lora_weights": spec.init.peft_value(),
+        "use_dora": spec.use_dora,
         "fan_in_fan_out": false,
         "inference_mode": true,
         "layers_to_transform": null,
@@ -190,7 +194,8 @@ impl Task for Lora {
     const KIND: &'static str = "lora";
     // 2: own AdamW and per-epoch dropout seeds, so that training can resume.
     // 3: dropout masks from 16-bit lanes by default (`dropout_masks`).
-    const VERSION: u32 = 3;
+    // 4: `init` names: the lab's N(0, 1) is "normal" (the default); "gaussian" is PEFT's.
+    const VERSION: u32 = 4;
     type Params = Params;
 
     trains_on_tokens!(Params);
