@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Round trip: orchestrate saves tiny checkpoints, transformers loads them and must give
-# the same logits, and PEFT loads the saved adapters. Then training parity: orchestrate's
+# the same logits, and PEFT loads the saved adapters; the NF4 quantizer matches bitsandbytes'. Then training parity: orchestrate's
 # finetune and transformers' Trainer train the same tiny BERT to the same weights.
 # Needs .venv-hf (full torch, transformers, safetensors, peft), which scripts/setup-hf.sh
 # installs with the pinned versions.
@@ -13,5 +13,6 @@ rm -rf "$OUT"
 mkdir -p "$OUT"
 ORCHESTRATE_ROUNDTRIP_DIR="$OUT" cargo test --quiet --test model_roundtrip
 "$PY" scripts/check_roundtrip.py "$OUT"
+"$PY" scripts/check_nf4.py "$OUT/nf4"
 cargo build --quiet
 "$PY" scripts/check_training.py target/debug/orchestrate "$ROOT/target/parity"

@@ -276,6 +276,25 @@ fn inspect_counts_peft_methods_on_distilbert_base() {
     inspect_lora(&["r=6", "init=\"pissa\""])
         .success()
         .stdout(predicate::str::contains("trainable params: 702,722 ||"));
+    // QLoRA trains what LoRA trains; its 4-bit weights count as PEFT counts them.
+    orchestrate(dir.path())
+        .args([
+            "inspect",
+            config,
+            "--method",
+            "qlora",
+            "--set",
+            "r=6",
+            "--set",
+            "lora_alpha=12",
+        ])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("trainable params: 702,722 || all params: 67,065,602").and(
+                predicate::str::contains("Linear4bit(in_features=768, out_features=768, bias=True)"),
+            ),
+        );
     inspect_lora(&["r=0"])
         .failure()
         .stderr(predicate::str::contains("LoRA rank r must be at least 1, got 0"));

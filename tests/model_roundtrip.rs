@@ -9,7 +9,8 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use orchestrate::model::adapters::{self, BiasMode, Ia3Spec, LoraInit, LoraSpec};
+use orchestrate::model::adapters::{self, BiasMode, Ia3Spec, LoraInit, LoraSpec, QloraSpec};
+use orchestrate::model::nf4::{self, BlockMaxima, Nf4Weight};
 use orchestrate::model::{self, LoadOptions, Method};
 use support::models::{cpu, fixture};
 use tch::Tensor;
@@ -283,4 +284,81 @@ fn ia3_adapter_round_trip_bert() {
         "feedforward_modules": feedforward, "modules_to_save": ["pooler", "classifier"],
     });
     adapter_roundtrip("tiny-bert", &dir, &Method::Ia3(spec), config);
+}
+
+/// QLoRA: the adapter trained on the NF4 base loads in PEFT onto the dequantized base
+/// (saved as `base/`) and gives our logits; the 4-bit base takes under a sixth of the
+/// float32 bytes of the layers it replaces.
+#[test]
+fn qlora_adapter_round_trip_bert() {
+    let (_keep, dir) = out_dir("peft-qlora-bert");
+    let texts = [
+        "the movie was great",
+        "this film was really boring and the plot was bad",
+    ];
+    let spec = QloraSpec {
+        lora: lora(2, &["query", "value"]),
+        double_quant: true,
+    };
+    let mut m = model::load(fixture("tiny-bert").to_str().unwrap(), &cpu()).unwrap();
+    let all_before = m.param_counts().all;
+    m.apply_method(&Method::Qlora(spec)).unwrap();
+    assert_eq!(
+        m.param_counts().all,
+        all_before + 2 * 2 * 2 * 64,
+        "4-bit weights still count, as PEFT counts them"
+    );
+    perturb(m.trainable_parameters(), 5, 0.1);
+    let (ids, mask, logits) = encode_and_forward(&m, &texts);
+    let base = nf4::dequantized_base(&mut m).unwrap();
+    m.save_tensors(&dir.join("base"), &base).unwrap();
+    let reloaded = model::load(dir.join("base").to_str().unwrap(), &cpu()).unwrap();
+    assert!(reloaded.report.is_clean(), "{}", reloaded.report);
+    let config = serde_json::json!({
+        "peft_type": "LORA", "task_type": "SEQ_CLS", "r": 2, "lora_alpha": 4.0, "lora_dropout": 0.1,
+        "target_modules": ["query", "value"], "bias": "none", "modules_to_save": ["pooler", "classifier"],
+    });
+    adapters::save_adapter(&mut m, &dir.join("adapter"), &config).unwrap();
+    let (stored, float32) = nf4::frozen_bytes(&mut m);
+    assert!(stored < float32, "{stored} vs {float32}");
+    write_rust_outputs(&dir, ids, mask, logits);
+}
+
+/// The NF4 quantizer's output for scripts/check_nf4.py, which quantizes the same weights
+/// with bitsandbytes and compares bytes and values.
+#[test]
+fn nf4_quantizations_for_bitsandbytes() {
+    let (_keep, dir) = out_dir("nf4");
+    std::fs::create_dir_all(&dir).unwrap();
+    tch::manual_seed(17);
+    // 37 columns: the last 64-block is short; 300 × 37 weights: a short 256-block of maxima.
+    let weights = [
+        ("short_blocks", Tensor::randn([300, 37], tch::kind::FLOAT_CPU) * 0.05),
+        ("square", Tensor::randn([384, 384], tch::kind::FLOAT_CPU) * 0.02),
+    ];
+    let mut tensors: Vec<(String, Tensor)> = Vec::new();
+    for (name, weight) in weights {
+        for double in [false, true] {
+            let q = Nf4Weight::quantize(&weight, double).unwrap();
+            let tag = format!("{name}.{}", if double { "double" } else { "plain" });
+            tensors.push((format!("{tag}.packed"), q.packed.shallow_clone()));
+            tensors.push((format!("{tag}.dequantized"), q.dequantize().unwrap()));
+            match &q.maxima {
+                BlockMaxima::Plain(absmax) => tensors.push((format!("{tag}.absmax"), absmax.shallow_clone())),
+                BlockMaxima::Double {
+                    indices,
+                    absmax,
+                    offset,
+                    code,
+                } => {
+                    tensors.push((format!("{tag}.absmax"), indices.shallow_clone()));
+                    tensors.push((format!("{tag}.nested_absmax"), absmax.shallow_clone()));
+                    tensors.push((format!("{tag}.offset"), Tensor::from_slice(&[*offset as f32])));
+                    tensors.push((format!("{tag}.nested_code"), code.shallow_clone()));
+                }
+            }
+        }
+        tensors.push((format!("{name}.weight"), weight));
+    }
+    Tensor::write_safetensors(&tensors, dir.join("nf4.safetensors")).unwrap();
 }

@@ -296,6 +296,46 @@ fn pissa_and_dora_train_merge_and_write_peft_fields() {
 }
 
 #[test]
+fn qlora_trains_adapters_on_a_four_bit_base() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = "[tasks.qlora]\nkind = \"qlora\"\ninputs = \"tokens\"\nlr = 1e-2\nepochs = 2\nr = 2\n\
+                lora_alpha = 4\nlora_dropout = 0.1\n\
+                [tasks.plain]\nkind = \"qlora\"\ninputs = \"tokens\"\nepochs = 1\nr = 2\nbnb_4bit_use_double_quant = false\n";
+    let run = run(dir.path(), "cache", body);
+    let qlora = run.metrics("qlora");
+    // The same trainable parameters as LoRA: q and v in 2 layers, r × (32 + 32) each.
+    assert_eq!(qlora["trainable_params"], 2 * 2 * 2 * 64 + HEAD);
+    assert_eq!(qlora["method"], "QLoRA");
+    let (stored, float32) = (
+        qlora["base_bytes"].as_u64().unwrap(),
+        qlora["base_bytes_fp32"].as_u64().unwrap(),
+    );
+    // The encoder's linear weights (6 a layer, 2 layers) go from 4 bytes to ~0.52 a weight;
+    // embeddings, layer norms and biases stay float32.
+    let linear: u64 = fixture_numels()
+        .iter()
+        .filter(|(name, _)| {
+            name.starts_with("bert.encoder.") && name.ends_with(".weight") && !name.contains("LayerNorm")
+        })
+        .map(|(_, n)| *n as u64)
+        .sum();
+    assert!(
+        float32 - stored > linear * 3,
+        "{stored} of {float32} bytes; {linear} quantized weights"
+    );
+    let plain = run.metrics("plain");
+    assert!(
+        plain["base_bytes"].as_u64().unwrap() > stored,
+        "double quantization stores less"
+    );
+    assert_eq!(plain["base_bytes_fp32"], float32);
+    let config = run.json_file("qlora", "adapter/adapter_config.json");
+    assert_eq!(config["peft_type"], "LORA");
+    assert_eq!(config["r"], 2);
+    assert!(qlora["accuracy"].as_f64().is_some());
+}
+
+#[test]
 fn svd_sweeps_and_the_surgery_check_reuse_cached_checkpoints() {
     let dir = tempfile::tempdir().unwrap();
     let body = |ranks: &str| {

@@ -36,6 +36,7 @@ const EVERY_TRAINING_KIND: &str = "[tasks.features]\nkind = \"features\"\ninputs
      [tasks.head]\nkind = \"headtune\"\ninputs = \"features\"\nepochs = 3\n\
      [tasks.lora]\nkind = \"lora\"\ninputs = \"tokens\"\nepochs = 2\nr = 2\nmerge = true\n\
      [tasks.pissa_dora]\nkind = \"lora\"\ninputs = \"tokens\"\nepochs = 2\nr = 2\ninit = \"pissa\"\nuse_dora = true\nlora_dropout = 0.1\n\
+     [tasks.qlora]\nkind = \"qlora\"\ninputs = \"tokens\"\nepochs = 2\nr = 2\n\
      [tasks.ia3]\nkind = \"ia3\"\ninputs = \"tokens\"\nepochs = 2\n\
      [tasks.bitfit]\nkind = \"bitfit\"\ninputs = \"tokens\"\nepochs = 2\n\
      [tasks.bf16]\nkind = \"finetune\"\ninputs = \"tokens\"\nepochs = 2\nprecision = \"bf16\"\n";
@@ -158,7 +159,8 @@ fn every_training_kind_resumes_after_an_abort_to_the_uninterrupted_result() {
     let mut resumed = Vec::new();
     let mut finished: BTreeSet<String> = BTreeSet::new();
     for attempt in 1.. {
-        assert!(attempt <= 8, "more runs than trainings");
+        // One run per training and a last one that gets through, plus room for new kinds.
+        assert!(attempt <= 12, "more runs than trainings");
         let (status, events) = run(dir.path(), "resumed", &[(ABORT_AFTER_EPOCH, "1")]);
         assert_nothing_partial_was_read(&events);
         let resumes = events_of(&events, "task_resumed");
@@ -193,7 +195,16 @@ fn every_training_kind_resumes_after_an_abort_to_the_uninterrupted_result() {
     resumed.sort();
     assert_eq!(
         resumed,
-        ["bf16", "bitfit", "finetune", "head", "ia3", "lora", "pissa_dora"]
+        [
+            "bf16",
+            "bitfit",
+            "finetune",
+            "head",
+            "ia3",
+            "lora",
+            "pissa_dora",
+            "qlora"
+        ]
     );
 
     assert_same_results(&dir.path().join("resumed"), &dir.path().join("reference"));

@@ -85,6 +85,13 @@ macro_rules! lora {
     };
 }
 
+/// A QLoRA training on the tokens with one more key, on line 17.
+macro_rules! qlora {
+    ($key:literal) => {
+        concat!("[tasks.q]\nkind = \"qlora\"\ninputs = \"tokens\"\n", $key, "\n")
+    };
+}
+
 /// An SVD approximation of a fine-tuned model in a head-tuned one; `rank` on line 24.
 macro_rules! svd {
     ($rank:literal) => {
@@ -242,6 +249,30 @@ const MODEL_CASES: &[Case] = &[
         1,
         Some("tasks.lora.r"),
         "r = 33 is beyond the rank of bert.encoder.layer.0.attention.self.query (32 x 32): at most 32",
+    ),
+    (
+        "QLoRA with FP4",
+        qlora!("bnb_4bit_quant_type = \"fp4\""),
+        17,
+        1,
+        Some("tasks.q.bnb_4bit_quant_type"),
+        "\"fp4\" is not supported; QLoRA's 4-bit type is \"nf4\"",
+    ),
+    (
+        "QLoRA with PiSSA",
+        qlora!("init = \"pissa\""),
+        17,
+        1,
+        Some("tasks.q.init"),
+        "\"pissa\" needs the float weights",
+    ),
+    (
+        "QLoRA rank beyond the layer",
+        qlora!("r = 40"),
+        17,
+        1,
+        Some("tasks.q.r"),
+        "r = 40 is beyond the rank",
     ),
     (
         "LoRA dropout 1",

@@ -95,6 +95,15 @@ impl LoraSpec {
     }
 }
 
+/// QLoRA (Dettmers et al. 2023): LoRA on a frozen base whose encoder linear layers are
+/// NF4 (see `nf4`), optionally with the block maxima quantized too.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QloraSpec {
+    pub lora: LoraSpec,
+    /// bitsandbytes' `bnb_4bit_use_double_quant`.
+    pub double_quant: bool,
+}
+
 /// An IA3 configuration, PEFT's `IA3Config` fields.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ia3Spec {

@@ -28,6 +28,7 @@ pub mod heads;
 pub mod hub;
 pub mod inspect;
 pub mod layers;
+pub mod nf4;
 pub mod params;
 pub mod surgery;
 pub mod targets;
@@ -569,7 +570,10 @@ impl LoadedModel {
     /// Marks each parameter trainable iff `trainable(name)`.
     pub fn set_trainable(&self, trainable: impl Fn(&str) -> bool) {
         for (name, t) in self.vs.variables() {
-            let _ = t.set_requires_grad(trainable(&name));
+            // Packed 4-bit weights are bytes: frozen by nature.
+            if t.is_floating_point() {
+                let _ = t.set_requires_grad(trainable(&name));
+            }
         }
     }
 
@@ -582,23 +586,10 @@ impl LoadedModel {
             Method::Full => self.set_trainable(|_| true),
             Method::Head => self.set_trainable(in_head),
             Method::BitFit => self.set_trainable(|n| n.ends_with(".bias") || in_head(n)),
-            Method::Lora(spec) => {
-                let targets = adapters::inject_lora(self, spec)?;
-                let saved = spec.modules_to_save.as_deref();
-                self.set_trainable(|n| {
-                    let bias = match spec.bias {
-                        adapters::BiasMode::None => false,
-                        adapters::BiasMode::All => n.ends_with(".bias"),
-                        adapters::BiasMode::LoraOnly => {
-                            n.strip_suffix(".bias").is_some_and(|m| targets.iter().any(|t| t == m))
-                        }
-                    };
-                    n.contains(".lora_A.")
-                        || n.contains(".lora_B.")
-                        || n.ends_with(".lora_magnitude_vector")
-                        || bias
-                        || saved.map_or(in_head(n), |s| adapters::in_modules(s, n))
-                });
+            Method::Lora(spec) => self.apply_lora(spec)?,
+            Method::Qlora(spec) => {
+                nf4::quantize_encoder(self, spec.double_quant)?;
+                self.apply_lora(&spec.lora)?;
             }
             Method::Ia3(spec) => {
                 adapters::inject_ia3(self, spec)?;
@@ -608,6 +599,27 @@ impl LoadedModel {
                 });
             }
         }
+        Ok(())
+    }
+
+    /// LoRA on the targets; the adapters, the chosen biases and `modules_to_save` train.
+    fn apply_lora(&mut self, spec: &adapters::LoraSpec) -> Result<()> {
+        let head = self.network.head_prefixes();
+        let in_head = |n: &str| head.iter().any(|p| n.starts_with(p));
+        let targets = adapters::inject_lora(self, spec)?;
+        let saved = spec.modules_to_save.as_deref();
+        self.set_trainable(|n| {
+            let bias = match spec.bias {
+                adapters::BiasMode::None => false,
+                adapters::BiasMode::All => n.ends_with(".bias"),
+                adapters::BiasMode::LoraOnly => n.strip_suffix(".bias").is_some_and(|m| targets.iter().any(|t| t == m)),
+            };
+            n.contains(".lora_A.")
+                || n.contains(".lora_B.")
+                || n.ends_with(".lora_magnitude_vector")
+                || bias
+                || saved.map_or(in_head(n), |s| adapters::in_modules(s, n))
+        });
         Ok(())
     }
 
@@ -623,7 +635,8 @@ impl LoadedModel {
             if !select(&name) {
                 continue;
             }
-            let n = t.numel() as i64;
+            // A 4-bit weight packs two parameters a byte (PEFT counts `Params4bit` so too).
+            let n = t.numel() as i64 * if t.kind() == tch::Kind::Uint8 { 2 } else { 1 };
             counts.all += n;
             if t.requires_grad() {
                 counts.trainable += n;

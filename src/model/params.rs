@@ -7,7 +7,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::adapters::{Ia3Spec, LoraSpec};
+use super::adapters::{Ia3Spec, LoraSpec, QloraSpec};
 use super::error::ModelError;
 
 /// Trainable and total parameter counts.
@@ -70,11 +70,13 @@ pub enum Method {
     Lora(LoraSpec),
     /// IA3 scaling vectors plus `modules_to_save`.
     Ia3(Ia3Spec),
+    /// LoRA on a base whose encoder linear layers are stored in 4-bit NormalFloat.
+    Qlora(QloraSpec),
 }
 
 impl Method {
-    /// Every method's name; `lora` and `ia3` take parameters.
-    pub const NAMES: &'static [&'static str] = &["full", "head", "bitfit", "lora", "ia3"];
+    /// Every method's name; `lora`, `ia3` and `qlora` take parameters.
+    pub const NAMES: &'static [&'static str] = &["full", "head", "bitfit", "lora", "ia3", "qlora"];
 
     pub fn name(&self) -> &'static str {
         match self {
@@ -83,6 +85,7 @@ impl Method {
             Method::BitFit => "bitfit",
             Method::Lora(_) => "lora",
             Method::Ia3(_) => "ia3",
+            Method::Qlora(_) => "qlora",
         }
     }
 }

@@ -93,8 +93,18 @@ pub struct Entry {
     /// `2` or, over seeds, `2/3/2`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub best_epoch: Option<String>,
+    /// The frozen base's bytes as stored, beside float32's, for a quantized base (`qlora`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_bytes: Option<BaseBytes>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub epochs: Vec<EpochStat>,
+}
+
+/// `base_bytes` and `base_bytes_fp32` of a task's metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct BaseBytes {
+    pub stored: u64,
+    pub float32: u64,
 }
 
 impl Entry {
@@ -179,6 +189,13 @@ fn entry(runs: &[&Row], individual_runs: bool) -> Entry {
         eval_time_s: stat(|r| r.metrics.eval_time_s),
         peak_rss_bytes: stat(|r| r.metrics.peak_rss_bytes.map(|b| b as f64)),
         best_epoch: best_epochs(runs),
+        base_bytes: runs.iter().find_map(|r| {
+            let bytes = |name: &str| r.metrics.extra.get(name).and_then(|v| v.as_u64());
+            Some(BaseBytes {
+                stored: bytes("base_bytes")?,
+                float32: bytes("base_bytes_fp32")?,
+            })
+        }),
         epochs: epochs(runs),
     }
 }

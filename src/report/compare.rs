@@ -94,6 +94,7 @@ mod tests {
             train_time_s: None,
             eval_time_s: None,
             peak_rss_bytes: None,
+            base_bytes: None,
             best_epoch: None,
             epochs: Vec::new(),
         }

@@ -42,6 +42,7 @@ pub fn layout_of(report: &Report, entries: &[Entry]) -> Layout {
     // Reports of caches built before memory was measured keep their columns.
     let with_memory = entries.iter().any(|e| e.peak_rss_bytes.is_some());
     let with_best_epoch = entries.iter().any(|e| e.best_epoch.is_some());
+    let with_base_bytes = entries.iter().any(|e| e.base_bytes.is_some());
     let mut columns = Vec::new();
     let mut column = |title: &str, numeric: bool| {
         columns.push(Column {
@@ -65,6 +66,9 @@ pub fn layout_of(report: &Report, entries: &[Entry]) -> Layout {
     }
     if with_best_epoch {
         column("best epoch", true);
+    }
+    if with_base_bytes {
+        column("frozen base (stored / float32)", true);
     }
     if with_n {
         column("n", true);
@@ -95,6 +99,18 @@ pub fn layout_of(report: &Report, entries: &[Entry]) -> Layout {
             }
             if with_best_epoch {
                 cells.push(e.best_epoch.clone().unwrap_or_else(|| DASH.to_string()));
+            }
+            if with_base_bytes {
+                cells.push(e.base_bytes.map_or_else(
+                    || DASH.to_string(),
+                    |b| {
+                        format!(
+                            "{} / {}",
+                            crate::util::human_bytes(b.stored),
+                            crate::util::human_bytes(b.float32)
+                        )
+                    },
+                ));
             }
             if with_n {
                 cells.push(e.n.to_string());

@@ -15,35 +15,80 @@ use std::path::PathBuf;
 use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 
-use super::training::{self, training_params};
-use super::{check, Context, Metrics, ParamError, Task, ValidateContext};
-use crate::model::adapters::{self, BiasMode, LoraInit, LoraSpec};
+use super::training;
+use super::{Context, Metrics, ParamError, Task, ValidateContext};
+use crate::model::adapters::{self, LoraSpec};
 use crate::model::{LoadedModel, Method};
 use crate::train;
 
 pub struct Lora;
 
-training_params! {
+/// Declares a LoRA-family parameter struct: Trainer's arguments, PEFT's `LoraConfig` fields
+/// the family shares (`r`, `lora_alpha`, `lora_dropout`, `target_modules`, `bias`,
+/// `modules_to_save`, `init`, `use_rslora`), then the kind's own fields; `lora_spec()` gives
+/// the shared part as a [`LoraSpec`].
+macro_rules! lora_params {
+    ($(#[$attr:meta])* pub struct $name:ident { $($(#[$fattr:meta])* pub $field:ident : $ty:ty,)* }) => {
+        crate::tasks::training::training_params! {
+            $(#[$attr])*
+            pub struct $name {
+                /// The adapter rank.
+                #[serde(default = "crate::tasks::lora::default_r")]
+                pub r: usize,
+                #[serde(default = "crate::tasks::lora::default_alpha")]
+                pub lora_alpha: crate::tasks::lora::Alpha,
+                #[serde(default)]
+                pub lora_dropout: f64,
+                /// Layer names (`q_lin`, `attention.self.query`) or globs; default q,v.
+                #[serde(default, skip_serializing_if = "Option::is_none")]
+                pub target_modules: Option<Vec<String>>,
+                #[serde(default)]
+                pub bias: crate::model::adapters::BiasMode,
+                /// Modules trained and saved in full; default the classification head.
+                #[serde(default, skip_serializing_if = "Option::is_none")]
+                pub modules_to_save: Option<Vec<String>>,
+                #[serde(default)]
+                pub init: crate::model::adapters::LoraInit,
+                #[serde(default)]
+                pub use_rslora: bool,
+                $($(#[$fattr])* pub $field: $ty,)*
+            }
+        }
+
+        impl $name {
+            /// The LoRA configuration these parameters describe (without DoRA).
+            pub fn lora_spec(&self) -> crate::model::adapters::LoraSpec {
+                crate::model::adapters::LoraSpec {
+                    r: self.r as i64,
+                    lora_alpha: self.lora_alpha.value(self.r),
+                    lora_dropout: self.lora_dropout,
+                    target_modules: self.target_modules.clone(),
+                    bias: self.bias,
+                    modules_to_save: self.modules_to_save.clone(),
+                    init: self.init,
+                    use_rslora: self.use_rslora,
+                    use_dora: false,
+                }
+            }
+
+            /// Checks the training arguments, the dropout, the rank and the targets.
+            fn validate_lora(&self, cx: &crate::tasks::ValidateContext) -> Result<(), crate::tasks::ParamError> {
+                self.validate_training()?;
+                crate::tasks::check::fraction("lora_dropout", self.lora_dropout)?;
+                let Some(config) = cx.model else {
+                    return crate::tasks::check::rank_and_targets("r", self.r, "target_modules", &[], None);
+                };
+                let targets =
+                    crate::model::targets::lora_targets(self.target_modules.as_deref(), config.model_type());
+                crate::tasks::check::rank_and_targets("r", self.r, "target_modules", &targets, cx.model)
+            }
+        }
+    };
+}
+pub(crate) use lora_params;
+
+lora_params! {
     pub struct Params {
-        /// The adapter rank.
-        #[serde(default = "default_r")]
-        pub r: usize,
-        #[serde(default = "default_alpha")]
-        pub lora_alpha: Alpha,
-        #[serde(default)]
-        pub lora_dropout: f64,
-        /// Layer names (`q_lin`, `attention.self.query`) or globs; default q,v.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub target_modules: Option<Vec<String>>,
-        #[serde(default)]
-        pub bias: BiasMode,
-        /// Modules trained and saved in full; default the classification head.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub modules_to_save: Option<Vec<String>>,
-        #[serde(default)]
-        pub init: LoraInit,
-        #[serde(default)]
-        pub use_rslora: bool,
         #[serde(default)]
         pub use_dora: bool,
         /// Also write the merged model as `checkpoint/`.
@@ -52,11 +97,11 @@ training_params! {
     }
 }
 
-fn default_r() -> usize {
+pub(crate) fn default_r() -> usize {
     8
 }
 
-fn default_alpha() -> Alpha {
+pub(crate) fn default_alpha() -> Alpha {
     Alpha::Fixed(8.0)
 }
 
@@ -123,22 +168,15 @@ impl Alpha {
 impl Params {
     pub fn spec(&self) -> LoraSpec {
         LoraSpec {
-            r: self.r as i64,
-            lora_alpha: self.lora_alpha.value(self.r),
-            lora_dropout: self.lora_dropout,
-            target_modules: self.target_modules.clone(),
-            bias: self.bias,
-            modules_to_save: self.modules_to_save.clone(),
-            init: self.init,
-            use_rslora: self.use_rslora,
             use_dora: self.use_dora,
+            ..self.lora_spec()
         }
     }
 }
 
 /// `adapter_config.json` as PEFT writes it for these fields.
-fn adapter_config(
-    params: &Params,
+pub(super) fn adapter_config(
+    base_model: &str,
     spec: &LoraSpec,
     targets: &[String],
     modules_to_save: &[String],
@@ -146,7 +184,7 @@ fn adapter_config(
     serde_json::json!({
         "peft_type": "LORA",
         "task_type": "SEQ_CLS",
-        "base_model_name_or_path": params.model,
+        "base_model_name_or_path": base_model,
         "r": spec.r,
         "lora_alpha": spec.lora_alpha,
         "lora_dropout": spec.lora_dropout,
@@ -201,13 +239,7 @@ impl Task for Lora {
     trains_on_tokens!(Params);
 
     fn validate(params: &Params, cx: &ValidateContext) -> Result<(), ParamError> {
-        params.validate_training()?;
-        check::fraction("lora_dropout", params.lora_dropout)?;
-        let Some(config) = cx.model else {
-            return check::rank_and_targets("r", params.r, "target_modules", &[], None);
-        };
-        let targets = crate::model::targets::lora_targets(params.target_modules.as_deref(), config.model_type());
-        check::rank_and_targets("r", params.r, "target_modules", &targets, cx.model)
+        params.validate_lora(cx)
     }
 
     fn report_role() -> crate::tasks::ReportRole {
@@ -227,7 +259,7 @@ impl Task for Lora {
             method: method.clone(),
             base_model: params.model.clone(),
         };
-        let config = adapter_config(params, &spec, &targets, &modules_to_save);
+        let config = adapter_config(&params.model, &spec, &targets, &modules_to_save);
         let adapter = save_adapter(ctx, &mut model, &config, &info)?;
         if params.merge {
             let merged = adapters::merged_tensors(&mut model)?;

@@ -107,6 +107,7 @@ pub mod ia3;
 pub mod logreg;
 pub mod lora;
 pub mod naive_bayes;
+pub mod qlora;
 pub mod surgery_check;
 pub mod svd_approx;
 pub mod tfidf;
@@ -450,6 +451,7 @@ pub fn registry() -> &'static [&'static dyn DynTask] {
         &Kind::<headtune::Headtune>(PhantomData),
         &Kind::<bitfit::BitFit>(PhantomData),
         &Kind::<lora::Lora>(PhantomData),
+        &Kind::<qlora::Qlora>(PhantomData),
         &Kind::<ia3::Ia3>(PhantomData),
         &Kind::<svd_approx::SvdApprox>(PhantomData),
         &Kind::<surgery_check::SurgeryCheck>(PhantomData),
@@ -480,6 +482,7 @@ pub fn method(name: &str, model: &str, mut params: toml::Table) -> Result<crate:
     Ok(match name {
         "lora" => Method::Lora(serde_json::from_value::<lora::Params>(typed("lora", params)?)?.spec()),
         "ia3" => Method::Ia3(serde_json::from_value::<ia3::Params>(typed("ia3", params)?)?.spec()),
+        "qlora" => Method::Qlora(serde_json::from_value::<qlora::Params>(typed("qlora", params)?)?.spec()),
         other => {
             let method: Method = other.parse()?;
             params.remove("model");
