@@ -2,12 +2,13 @@
 //! finished tasks: nothing is assumed about a machine that was not measured on it.
 //!
 //! Each task (built or planned) is described from its key parts alone, followed through its
-//! inputs: its kind, the device and precision it runs with, the files it reads (the model,
+//! inputs: its kind, the device and precision it runs with, its inputs' kinds (a head on
+//! cached features is not a head on the encoder), the files it reads (the model,
 //! the dataset), and its *work*: the product of its kind's cost factors
 //! (`Task::cost_factors`: epochs × max_len × train_size for a training, max_len × eval_size
 //! for an evaluation), each present only where a parameter of the task or of an upstream
 //! task sets it. A planned task is
-//! estimated from the finished tasks of the same kind, device and precision, preferring
+//! estimated from the finished tasks of the same kind, device, precision and inputs, preferring
 //! those that read the same files: `duration = a · work^b`, fitted by least squares in log
 //! space over them (with `b = 1`, a rate, while they all did the same work). Where no
 //! finished task of its kind exists there is no estimate, and the total says how many are
@@ -58,7 +59,7 @@ impl Estimates {
 /// What the model knows of a task.
 #[derive(Debug, Clone, PartialEq)]
 struct Profile {
-    /// Kind, device and precision: tasks only ever compare within one.
+    /// Kind, device, precision and the inputs' kinds: tasks only ever compare within one.
     class: String,
     /// The blake3 of every file read, upstream included.
     files: String,
@@ -172,7 +173,26 @@ fn profile(key: &str, parts_by_key: &HashMap<String, Value>) -> Option<Profile> 
             .map(str::to_string)
             .unwrap_or_default()
     };
-    let class = format!("{kind}|{}|{}", text("device"), text("precision"));
+    // The kinds of its inputs too: a head trained on cached features and one that runs the
+    // encoder every step are the same kind at very different costs.
+    let inputs: Vec<String> = parts
+        .get("inputs")
+        .and_then(Value::as_object)
+        .map(|inputs| {
+            inputs
+                .iter()
+                .map(|(slot, key)| {
+                    let upstream = key.as_str().and_then(|k| parts_by_key.get(k));
+                    let kind = upstream
+                        .and_then(|p| p.get("kind"))
+                        .and_then(Value::as_str)
+                        .unwrap_or("?");
+                    format!("{slot}={kind}")
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let class = format!("{kind}|{}|{}|{}", text("device"), text("precision"), inputs.join(","));
     // The cost factors: the task's own, else the nearest upstream task's.
     let factor = |name: &str| -> f64 {
         let nearest = context
@@ -283,7 +303,10 @@ mod tests {
         );
         let profile = profile("f", &parts).unwrap();
         assert_eq!(profile.work, 3.0 * 64.0 * 100.0);
-        assert_eq!(profile.class, "finetune|cpu|");
+        assert_eq!(
+            profile.class, "finetune|cpu||tokens=tokenize",
+            "the kind, device, precision and the inputs' kinds"
+        );
         assert_eq!(profile.files, "model=m,tokens.data.train=h1");
     }
 }

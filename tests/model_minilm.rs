@@ -93,3 +93,28 @@ fn minilm_inspect_counts() {
     let out = inspect::run(dir.to_str().unwrap(), &Method::Lora(lora)).unwrap();
     assert!(out.contains("trainable params: 203,906 ||"), "{out}");
 }
+
+/// The experiments on MiniLM as checked in plan against the real weights' config: every task
+/// validates (ranks, targets, max_len) and gets a key.
+#[test]
+fn the_minilm_experiments_plan() {
+    let Some(_) = minilm() else { return };
+    let root = env!("CARGO_MANIFEST_DIR");
+    for (file, tasks) in [("lab.toml", 39), ("peft-family.toml", 21)] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = support::orchestrate(dir.path())
+            .env("ORCHESTRATE_CACHE_DIR", dir.path().join("cache"))
+            .args(["plan", &format!("{root}/experiments/{file}")])
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(out.status.success(), "{file}: {stderr}");
+        assert!(
+            stdout.contains(&format!("{tasks} tasks, {tasks} to run")),
+            "{file}: {stdout}"
+        );
+    }
+}

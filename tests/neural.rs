@@ -272,6 +272,7 @@ fn pissa_and_dora_train_merge_and_write_peft_fields() {
                 [tasks.gaussian]\nkind = \"lora\"\ninputs = \"tokens\"\nepochs = 1\nr = 2\ninit = \"gaussian\"\n";
     let run = run(dir.path(), "cache", body);
     let dora = run.metrics("dora");
+    assert_eq!(dora["method"], "PiSSA + DoRA");
     // q and v in 2 layers: r × (32 + 32) for A and B, and a magnitude of 32 each.
     assert_eq!(dora["trainable_params"], 2 * 2 * (2 * 64 + 32) + HEAD);
     let merged = run.metrics("merged");

@@ -206,6 +206,16 @@ pub(super) fn adapter_config(
 
 pub const ADAPTER_DIR: &str = "adapter";
 
+/// The method as the report names it: PiSSA and DoRA are their own rows and rank curves.
+fn method_name(spec: &LoraSpec) -> &'static str {
+    match (spec.init, spec.use_dora) {
+        (adapters::LoraInit::Pissa, true) => "PiSSA + DoRA",
+        (adapters::LoraInit::Pissa, false) => "PiSSA",
+        (_, true) => "DoRA",
+        _ => "LoRA",
+    }
+}
+
 /// `modules_to_save` as given, else the classification head's modules.
 pub(super) fn modules_to_save(model: &LoadedModel, given: &Option<Vec<String>>) -> Vec<String> {
     match given {
@@ -253,7 +263,7 @@ impl Task for Lora {
         let (mut model, outcome) = training::fit(ctx, &training, &Method::Lora(spec.clone()))?;
         let targets = crate::model::targets::lora_targets(params.target_modules.as_deref(), model.config.model_type());
         let modules_to_save = modules_to_save(&model, &params.modules_to_save);
-        let method = "LoRA".to_string();
+        let method = method_name(&spec).to_string();
         let info = training::CheckpointInfo {
             pooling: params.pooling,
             method: method.clone(),
