@@ -116,7 +116,7 @@ fn inspect_folder_and_bad_method() {
     let err = "prefix".parse::<Method>().unwrap_err();
     assert_eq!(
         err.to_string(),
-        "unknown method \"prefix\": expected one of full, head, bitfit, lora, ia3"
+        "unknown method \"prefix\": expected one of full, head, bitfit, lora, ia3, qlora"
     );
 }
 

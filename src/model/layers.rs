@@ -104,6 +104,17 @@ pub fn linear_op(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<
     Ok(autocast_input(xs)?.f_linear(&autocast_input(weight)?, bias.as_ref())?)
 }
 
+/// The node `print(model)` shows for a linear layer of class `class`.
+pub(crate) fn linear_node(class: &str, in_features: i64, out_features: i64, bias: bool) -> ModuleNode {
+    ModuleNode::leaf(
+        class,
+        format!(
+            "in_features={in_features}, out_features={out_features}, bias={}",
+            if bias { "True" } else { "False" }
+        ),
+    )
+}
+
 /// A linear map `y = x Wᵀ + b` as a replaceable module.
 ///
 /// Implementations other than [`Linear`] (adapters) live in later modules; they receive
@@ -151,15 +162,7 @@ impl LinearLayer for Linear {
         self.weight.size()[0]
     }
     fn module_node(&self) -> ModuleNode {
-        ModuleNode::leaf(
-            "Linear",
-            format!(
-                "in_features={}, out_features={}, bias={}",
-                self.in_features(),
-                self.out_features(),
-                if self.bias.is_some() { "True" } else { "False" }
-            ),
-        )
+        linear_node("Linear", self.in_features(), self.out_features(), self.bias.is_some())
     }
     fn as_any(&self) -> &dyn Any {
         self

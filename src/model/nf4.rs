@@ -16,7 +16,7 @@ use std::any::Any;
 use tch::{Kind, Tensor};
 
 use super::error::{ModelError, Result};
-use super::layers::{linear_op, Linear, LinearLayer};
+use super::layers::{linear_node, linear_op, Linear, LinearLayer};
 use super::tree::ModuleNode;
 use super::LoadedModel;
 
@@ -261,14 +261,11 @@ impl LinearLayer for Nf4Linear {
         self.weight.shape[0]
     }
     fn module_node(&self) -> ModuleNode {
-        ModuleNode::leaf(
+        linear_node(
             "Linear4bit",
-            format!(
-                "in_features={}, out_features={}, bias={}",
-                self.in_features(),
-                self.out_features(),
-                if self.bias.is_some() { "True" } else { "False" }
-            ),
+            self.in_features(),
+            self.out_features(),
+            self.bias.is_some(),
         )
     }
     fn as_any(&self) -> &dyn Any {
