@@ -8,6 +8,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::adapters::{Ia3Spec, LoraSpec};
+use super::prompt::PromptTuningSpec;
 use super::error::ModelError;
 
 /// Trainable and total parameter counts.
@@ -70,11 +71,13 @@ pub enum Method {
     Lora(LoraSpec),
     /// IA3 scaling vectors plus `modules_to_save`.
     Ia3(Ia3Spec),
+    /// Virtual tokens' embeddings in front of the input plus `modules_to_save`.
+    PromptTuning(PromptTuningSpec),
 }
 
 impl Method {
-    /// Every method's name; `lora` and `ia3` take parameters.
-    pub const NAMES: &'static [&'static str] = &["full", "head", "bitfit", "lora", "ia3"];
+    /// Every method's name; `lora`, `ia3` and `prompt_tuning` take parameters.
+    pub const NAMES: &'static [&'static str] = &["full", "head", "bitfit", "lora", "ia3", "prompt_tuning"];
 
     pub fn name(&self) -> &'static str {
         match self {
@@ -83,11 +86,12 @@ impl Method {
             Method::BitFit => "bitfit",
             Method::Lora(_) => "lora",
             Method::Ia3(_) => "ia3",
+            Method::PromptTuning(_) => "prompt_tuning",
         }
     }
 }
 
-/// The methods without parameters, by name (`lora` and `ia3` are built from their task's
+/// The methods without parameters, by name (the others are built from their task's
 /// parameters, see `tasks::methods`).
 impl FromStr for Method {
     type Err = ModelError;
