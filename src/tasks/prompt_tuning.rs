@@ -132,8 +132,9 @@ impl Task for PromptTuning {
         if params.prompt_tuning_init == PromptTuningInit::Text
             && params.prompt_tuning_init_text.as_deref().is_none_or(|t| t.trim().is_empty())
         {
+            // Keyed at the init, which is in the file (the missing text is not).
             return Err(ParamError::at(
-                "prompt_tuning_init_text",
+                "prompt_tuning_init",
                 "prompt_tuning_init = \"TEXT\" needs prompt_tuning_init_text (the text whose tokens start the prompt)",
             ));
         }
