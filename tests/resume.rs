@@ -37,6 +37,7 @@ const EVERY_TRAINING_KIND: &str = "[tasks.features]\nkind = \"features\"\ninputs
      [tasks.lora]\nkind = \"lora\"\ninputs = \"tokens\"\nepochs = 2\nr = 2\nmerge = true\n\
      [tasks.ia3]\nkind = \"ia3\"\ninputs = \"tokens\"\nepochs = 2\n\
      [tasks.bitfit]\nkind = \"bitfit\"\ninputs = \"tokens\"\nepochs = 2\n\
+     [tasks.prompt]\nkind = \"prompt_tuning\"\ninputs = \"tokens\"\nepochs = 2\nnum_virtual_tokens = 4\n\
      [tasks.bf16]\nkind = \"finetune\"\ninputs = \"tokens\"\nepochs = 2\nprecision = \"bf16\"\n";
 
 /// One `orchestrate --json run` on `cache`: how it ended and its events.
@@ -145,7 +146,7 @@ fn every_training_kind_resumes_after_an_abort_to_the_uninterrupted_result() {
     let mut resumed = Vec::new();
     let mut finished: BTreeSet<String> = BTreeSet::new();
     for attempt in 1.. {
-        assert!(attempt <= 8, "more runs than trainings");
+        assert!(attempt <= 9, "more runs than trainings");
         let (status, events) = run(dir.path(), "resumed", &[(ABORT_AFTER_EPOCH, "1")]);
         assert_nothing_partial_was_read(&events);
         let resumes = events_of(&events, "task_resumed");
@@ -178,7 +179,7 @@ fn every_training_kind_resumes_after_an_abort_to_the_uninterrupted_result() {
         interrupted = Some(started.last().unwrap()["task"].as_str().unwrap().to_string());
     }
     resumed.sort();
-    assert_eq!(resumed, ["bf16", "bitfit", "finetune", "head", "ia3", "lora"]);
+    assert_eq!(resumed, ["bf16", "bitfit", "finetune", "head", "ia3", "lora", "prompt"]);
 
     assert_same_results(&dir.path().join("resumed"), &dir.path().join("reference"));
     assert_eq!(
