@@ -116,7 +116,7 @@ fn inspect_folder_and_bad_method() {
     let err = "prefix".parse::<Method>().unwrap_err();
     assert_eq!(
         err.to_string(),
-        "unknown method \"prefix\": expected one of full, head, bitfit, lora, ia3, qlora"
+        "unknown method \"prefix\": expected one of full, head, bitfit, lora, ia3, qlora, prompt_tuning"
     );
 }
 
@@ -149,4 +149,17 @@ fn inspect_resolves_hub_ids_in_the_hf_cache() {
     assert!(err.contains("not in the Hugging Face cache"), "{err}");
     assert!(err.contains("models--lab--not-downloaded"), "{err}");
     assert!(err.contains("HF_HUB_OFFLINE is set"), "{err}");
+}
+
+#[test]
+fn prompt_tuning_counts_as_peft_prints_them() {
+    // 20 virtual tokens × 768 + pre_classifier and classifier (PEFT: 607,490 trainable).
+    let method =
+        orchestrate::tasks::method("prompt_tuning", base_config().to_str().unwrap(), toml::Table::new()).unwrap();
+    let out = inspect::run(base_config().to_str().unwrap(), &method).unwrap();
+    assert!(out.contains("\nmethod: prompt_tuning\n"), "{out}");
+    assert!(
+        out.contains("\ntrainable params: 607,490 || all params: 66,970,370 || "),
+        "{out}"
+    );
 }

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use orchestrate::model::adapters::{self, BiasMode, Ia3Spec, LoraInit, LoraSpec, QloraSpec};
 use orchestrate::model::nf4::{self, BlockMaxima, Nf4Weight};
+use orchestrate::model::prompt::{PromptStart, PromptTuningSpec};
 use orchestrate::model::{self, LoadOptions, Method};
 use support::models::{cpu, fixture};
 use tch::Tensor;
@@ -139,8 +140,13 @@ fn adapter_roundtrip(name: &str, out: &Path, method: &Method, config: serde_json
     let (ids, mask, logits) = encode_and_forward(&m, &texts);
     adapters::save_adapter(&mut m, &out.join("adapter"), &config).unwrap();
     let saved = Tensor::read_safetensors(out.join("adapter/adapter_model.safetensors")).unwrap();
+    let prompt = matches!(method, Method::PromptTuning(_));
     assert!(
-        saved.iter().all(|(k, _)| k.starts_with("base_model.model.")),
+        saved.iter().all(|(k, _)| if prompt {
+            k == "prompt_embeddings" || k.starts_with("base_model.")
+        } else {
+            k.starts_with("base_model.model.")
+        }),
         "PEFT's key prefix"
     );
     let saved_numel: i64 = saved.iter().map(|(_, t)| t.numel() as i64).sum();
@@ -361,4 +367,44 @@ fn nf4_quantizations_for_bitsandbytes() {
         tensors.push((format!("{name}.weight"), weight));
     }
     Tensor::write_safetensors(&tensors, dir.join("nf4.safetensors")).unwrap();
+}
+
+/// PEFT's `PromptTuningConfig` for a prompt on a tiny fixture (hidden 32, 4 heads, 2 layers).
+fn prompt_config(modules_to_save: &[&str]) -> serde_json::Value {
+    serde_json::json!({
+        "peft_type": "PROMPT_TUNING", "task_type": "SEQ_CLS", "num_virtual_tokens": 5, "token_dim": 32,
+        "num_transformer_submodules": 1, "num_attention_heads": 4, "num_layers": 2,
+        "prompt_tuning_init": "RANDOM", "modules_to_save": modules_to_save,
+    })
+}
+
+fn prompt_spec() -> Method {
+    Method::PromptTuning(PromptTuningSpec {
+        num_virtual_tokens: 5,
+        num_transformer_submodules: 1,
+        start: PromptStart::Random,
+        modules_to_save: None,
+    })
+}
+
+#[test]
+fn prompt_tuning_adapter_round_trip_distilbert() {
+    let (_keep, dir) = out_dir("peft-prompt-distilbert");
+    adapter_roundtrip(
+        "tiny-distilbert",
+        &dir,
+        &prompt_spec(),
+        prompt_config(&["pre_classifier", "classifier"]),
+    );
+}
+
+#[test]
+fn prompt_tuning_adapter_round_trip_bert() {
+    let (_keep, dir) = out_dir("peft-prompt-bert");
+    adapter_roundtrip(
+        "tiny-bert",
+        &dir,
+        &prompt_spec(),
+        prompt_config(&["pooler", "classifier"]),
+    );
 }

@@ -39,6 +39,7 @@ const EVERY_TRAINING_KIND: &str = "[tasks.features]\nkind = \"features\"\ninputs
      [tasks.qlora]\nkind = \"qlora\"\ninputs = \"tokens\"\nepochs = 2\nr = 2\n\
      [tasks.ia3]\nkind = \"ia3\"\ninputs = \"tokens\"\nepochs = 2\n\
      [tasks.bitfit]\nkind = \"bitfit\"\ninputs = \"tokens\"\nepochs = 2\n\
+     [tasks.prompt]\nkind = \"prompt_tuning\"\ninputs = \"tokens\"\nepochs = 2\nnum_virtual_tokens = 4\n\
      [tasks.bf16]\nkind = \"finetune\"\ninputs = \"tokens\"\nepochs = 2\nprecision = \"bf16\"\n";
 
 /// One `orchestrate --json run` on `cache`: how it ended and its events.
@@ -203,6 +204,7 @@ fn every_training_kind_resumes_after_an_abort_to_the_uninterrupted_result() {
             "ia3",
             "lora",
             "pissa_dora",
+            "prompt",
             "qlora"
         ]
     );

@@ -92,6 +92,17 @@ macro_rules! qlora {
     };
 }
 
+/// A prompt tuning on the tokens with one more key, on line 17.
+macro_rules! prompt {
+    ($key:literal) => {
+        concat!(
+            "[tasks.prompt]\nkind = \"prompt_tuning\"\ninputs = \"tokens\"\n",
+            $key,
+            "\n"
+        )
+    };
+}
+
 /// An SVD approximation of a fine-tuned model in a head-tuned one; `rank` on line 24.
 macro_rules! svd {
     ($rank:literal) => {
@@ -289,6 +300,30 @@ const MODEL_CASES: &[Case] = &[
         1,
         Some("tasks.lora.lora_dropout"),
         "lora_dropout must be in [0, 1)",
+    ),
+    (
+        "virtual tokens beyond the positions",
+        prompt!("num_virtual_tokens = 40"),
+        17,
+        1,
+        Some("tasks.prompt.num_virtual_tokens"),
+        "num_virtual_tokens = 40 plus the `tokens` input's max_len = 32 is beyond the model's 64 positions",
+    ),
+    (
+        "TEXT init without a text",
+        prompt!("prompt_tuning_init = \"TEXT\""),
+        17,
+        1,
+        Some("tasks.prompt.prompt_tuning_init"),
+        "prompt_tuning_init = \"TEXT\" needs prompt_tuning_init_text",
+    ),
+    (
+        "token_dim not the model's",
+        prompt!("token_dim = 768"),
+        17,
+        1,
+        Some("tasks.prompt.token_dim"),
+        "token_dim = 768, but the model's hidden size is 32",
     ),
     (
         "LoRA alpha 0",

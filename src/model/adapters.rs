@@ -467,10 +467,14 @@ pub fn adapter_tensors(model: &mut LoadedModel) -> Result<HashMap<String, Tensor
     Ok(tensors)
 }
 
-/// Writes PEFT's adapter folder: `adapter_config.json` (given) and `adapter_model.safetensors`.
+/// Writes PEFT's adapter folder: `adapter_config.json` (given) and `adapter_model.safetensors`
+/// (prompt learning's keys when the model has prompt embeddings, see [`super::prompt`]).
 pub fn save_adapter(model: &mut LoadedModel, dir: &Path, config: &serde_json::Value) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
-    let tensors = adapter_tensors(model)?;
+    let tensors = match model.prompt_embeddings {
+        Some(_) => super::prompt::adapter_tensors(model),
+        None => adapter_tensors(model)?,
+    };
     super::checkpoint::save(&tensors, &dir.join("adapter_model.safetensors"))?;
     let path = dir.join("adapter_config.json");
     let json = serde_json::to_string_pretty(config).expect("JSON values serialize");

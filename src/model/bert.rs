@@ -41,12 +41,16 @@ impl BertEmbeddings {
     }
 
     pub fn forward_t(&self, input_ids: &Tensor, train: bool) -> Result<Tensor> {
-        let seq = input_ids.size()[1];
-        let positions = Tensor::f_arange(seq, (Kind::Int64, input_ids.device()))?.f_unsqueeze(0)?;
-        let token_types = input_ids.f_zeros_like()?;
-        let xs = self
-            .word_embeddings
-            .forward(input_ids)?
+        self.forward_embeds_t(&self.word_embeddings.forward(input_ids)?, train)
+    }
+
+    /// transformers' `inputs_embeds` path: `inputs_embeds [batch, seq, hidden]` in place of
+    /// the word embeddings; token types 0 and positions `0..seq` over the whole sequence.
+    pub fn forward_embeds_t(&self, inputs_embeds: &Tensor, train: bool) -> Result<Tensor> {
+        let (batch, seq) = (inputs_embeds.size()[0], inputs_embeds.size()[1]);
+        let positions = Tensor::f_arange(seq, (Kind::Int64, inputs_embeds.device()))?.f_unsqueeze(0)?;
+        let token_types = Tensor::f_zeros([batch, seq], (Kind::Int64, inputs_embeds.device()))?;
+        let xs = inputs_embeds
             .f_add(&self.token_type_embeddings.forward(&token_types)?)?
             .f_add(&self.position_embeddings.forward(&positions)?)?;
         self.dropout.forward_t(&self.layer_norm.forward(&xs)?, train)
@@ -246,7 +250,22 @@ impl BertModel {
 
     /// Hidden states: embedding output, then each layer's output.
     pub fn forward_t(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Vec<Tensor>> {
-        let mut xs = self.embeddings.forward_t(input_ids, train)?;
+        self.forward_embeds_t(
+            &self.embeddings.word_embeddings.forward(input_ids)?,
+            attention_mask,
+            train,
+        )
+    }
+
+    /// [`BertModel::forward_t`] from `inputs_embeds [batch, seq, hidden]` (transformers'
+    /// `inputs_embeds`): what prompt tuning feeds it.
+    pub fn forward_embeds_t(
+        &self,
+        inputs_embeds: &Tensor,
+        attention_mask: &Tensor,
+        train: bool,
+    ) -> Result<Vec<Tensor>> {
+        let mut xs = self.embeddings.forward_embeds_t(inputs_embeds, train)?;
         let mask = additive_mask(attention_mask, compute_kind(xs.kind()))?;
         let mut hidden = Vec::with_capacity(self.layer.len() + 1);
         hidden.push(xs.shallow_clone());

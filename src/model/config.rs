@@ -262,6 +262,13 @@ impl ModelConfig {
         }
     }
 
+    pub fn num_attention_heads(&self) -> i64 {
+        match &self.arch {
+            ArchConfig::DistilBert(c) => c.n_heads,
+            ArchConfig::Bert(c) => c.num_attention_heads,
+        }
+    }
+
     /// The JSON to save: the original fields, with the label maps and architecture set to
     /// what the model is now (as `save_pretrained` of a `*ForSequenceClassification`).
     pub fn to_json(&self) -> serde_json::Value {

@@ -42,12 +42,15 @@ impl Embeddings {
     }
 
     pub fn forward_t(&self, input_ids: &Tensor, train: bool) -> Result<Tensor> {
-        let seq = input_ids.size()[1];
-        let positions = Tensor::f_arange(seq, (Kind::Int64, input_ids.device()))?.f_unsqueeze(0)?;
-        let xs = self
-            .word_embeddings
-            .forward(input_ids)?
-            .f_add(&self.position_embeddings.forward(&positions)?)?;
+        self.forward_embeds_t(&self.word_embeddings.forward(input_ids)?, train)
+    }
+
+    /// transformers' `inputs_embeds` path: `inputs_embeds [batch, seq, dim]` in place of the
+    /// word embeddings, positions `0..seq` added.
+    pub fn forward_embeds_t(&self, inputs_embeds: &Tensor, train: bool) -> Result<Tensor> {
+        let seq = inputs_embeds.size()[1];
+        let positions = Tensor::f_arange(seq, (Kind::Int64, inputs_embeds.device()))?.f_unsqueeze(0)?;
+        let xs = inputs_embeds.f_add(&self.position_embeddings.forward(&positions)?)?;
         self.dropout.forward_t(&self.layer_norm.forward(&xs)?, train)
     }
 
@@ -215,7 +218,22 @@ impl DistilBertModel {
     /// Returns the hidden states: the embedding output followed by each layer's output
     /// (transformers' `output_hidden_states=True`); the last is the encoder output.
     pub fn forward_t(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<Vec<Tensor>> {
-        let mut xs = self.embeddings.forward_t(input_ids, train)?;
+        self.forward_embeds_t(
+            &self.embeddings.word_embeddings.forward(input_ids)?,
+            attention_mask,
+            train,
+        )
+    }
+
+    /// [`DistilBertModel::forward_t`] from `inputs_embeds [batch, seq, dim]` (transformers'
+    /// `inputs_embeds`): what prompt tuning feeds it.
+    pub fn forward_embeds_t(
+        &self,
+        inputs_embeds: &Tensor,
+        attention_mask: &Tensor,
+        train: bool,
+    ) -> Result<Vec<Tensor>> {
+        let mut xs = self.embeddings.forward_embeds_t(inputs_embeds, train)?;
         let mask = additive_mask(attention_mask, compute_kind(xs.kind()))?;
         let mut hidden = Vec::with_capacity(self.layer.len() + 1);
         hidden.push(xs.shallow_clone());

@@ -121,6 +121,16 @@ pub enum ModelError {
     #[error("{message}")]
     Surgery { message: String },
 
+    #[error(
+        "{virtual_tokens} virtual tokens + {tokens} tokens are beyond the model's {positions} positions \
+         (max_position_embeddings): lower num_virtual_tokens or the tokenizer's max_len"
+    )]
+    TooLong {
+        virtual_tokens: i64,
+        tokens: i64,
+        positions: i64,
+    },
+
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
 }

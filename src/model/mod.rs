@@ -30,6 +30,7 @@ pub mod inspect;
 pub mod layers;
 pub mod nf4;
 pub mod params;
+pub mod prompt;
 pub mod surgery;
 pub mod targets;
 pub mod tokenizer;
@@ -217,6 +218,9 @@ pub struct LoadedModel {
     pub tokenizer: Option<ModelTokenizer>,
     pub source: ModelSource,
     pub report: LoadReport,
+    /// Prompt tuning's virtual tokens, put in front of every input ([`prompt`]); also a
+    /// variable of `vs` ([`prompt::PROMPT_EMBEDDINGS`]).
+    pub prompt_embeddings: Option<Tensor>,
 }
 
 /// Loads `target` (model folder, bare config.json, or hub id in the HF cache).
@@ -313,6 +317,7 @@ pub fn load_source(source: ModelSource, opts: &LoadOptions) -> Result<LoadedMode
         tokenizer,
         source,
         report,
+        prompt_embeddings: None,
     })
 }
 
@@ -377,16 +382,82 @@ impl Network {
         }
     }
 
-    pub fn forward_t(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Result<ModelOutput> {
+    /// The encoder's word embeddings `[vocab, hidden]`.
+    pub fn word_embeddings(&self) -> &Tensor {
         match self {
-            Network::DistilBert { distilbert, head } => {
-                let hidden_states = distilbert.forward_t(input_ids, attention_mask, train)?;
+            Network::DistilBert { distilbert, .. } => &distilbert.embeddings.word_embeddings.weight,
+            Network::Bert { bert, .. } => &bert.embeddings.word_embeddings.weight,
+        }
+    }
+
+    fn max_positions(&self) -> i64 {
+        match self {
+            Network::DistilBert { distilbert, .. } => distilbert.embeddings.position_embeddings.weight.size()[0],
+            Network::Bert { bert, .. } => bert.embeddings.position_embeddings.weight.size()[0],
+        }
+    }
+
+    /// The encoder's hidden states, and the attention mask they were computed with: that of
+    /// `input_ids`, or, with `prompt` (`[virtual tokens, hidden]`, see [`prompt`]), the
+    /// virtual tokens' ones in front of it.
+    pub fn encode(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        prompt: Option<&Tensor>,
+        train: bool,
+    ) -> Result<(Vec<Tensor>, Tensor)> {
+        let Some(prompt) = prompt else {
+            let hidden = match self {
+                Network::DistilBert { distilbert, .. } => distilbert.forward_t(input_ids, attention_mask, train)?,
+                Network::Bert { bert, .. } => bert.forward_t(input_ids, attention_mask, train)?,
+            };
+            return Ok((hidden, attention_mask.shallow_clone()));
+        };
+        let (batch, seq) = (input_ids.size()[0], input_ids.size()[1]);
+        let virtual_tokens = prompt.size()[0];
+        let positions = self.max_positions();
+        if virtual_tokens + seq > positions {
+            return Err(ModelError::TooLong {
+                virtual_tokens,
+                tokens: seq,
+                positions,
+            });
+        }
+        let words = Tensor::f_embedding(self.word_embeddings(), input_ids, -1, false, false)?;
+        let prompts = prompt
+            .f_to_kind(words.kind())?
+            .f_unsqueeze(0)?
+            .f_expand([batch, virtual_tokens, prompt.size()[1]], false)?;
+        let embeds = Tensor::f_cat(&[prompts, words], 1)?;
+        let ones = Tensor::f_ones(
+            [batch, virtual_tokens],
+            (attention_mask.kind(), attention_mask.device()),
+        )?;
+        let mask = Tensor::f_cat(&[ones, attention_mask.shallow_clone()], 1)?;
+        let hidden = match self {
+            Network::DistilBert { distilbert, .. } => distilbert.forward_embeds_t(&embeds, &mask, train)?,
+            Network::Bert { bert, .. } => bert.forward_embeds_t(&embeds, &mask, train)?,
+        };
+        Ok((hidden, mask))
+    }
+
+    /// Logits and hidden states; `prompt` as in [`Network::encode`].
+    pub fn forward_t(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        prompt: Option<&Tensor>,
+        train: bool,
+    ) -> Result<ModelOutput> {
+        let (hidden_states, _) = self.encode(input_ids, attention_mask, prompt, train)?;
+        match self {
+            Network::DistilBert { head, .. } => {
                 let last = hidden_states.last().expect("embedding output is always there");
                 let logits = head.forward_t(last, train)?;
                 Ok(ModelOutput { logits, hidden_states })
             }
             Network::Bert { bert, head } => {
-                let hidden_states = bert.forward_t(input_ids, attention_mask, train)?;
                 let last = hidden_states.last().expect("embedding output is always there");
                 let pooled = bert.pooler.forward_t(last, train)?;
                 let logits = head.forward_t(&pooled, train)?;
@@ -395,20 +466,19 @@ impl Network {
         }
     }
 
-    /// The head's input `[batch, hidden]`: the encoder's last hidden state, pooled.
+    /// The head's input `[batch, hidden]`: the encoder's last hidden state, pooled (over the
+    /// virtual tokens too, with a `prompt`: see [`Network::encode`]).
     pub fn features(
         &self,
         input_ids: &Tensor,
         attention_mask: &Tensor,
+        prompt: Option<&Tensor>,
         train: bool,
         pooling: Pooling,
     ) -> Result<Tensor> {
-        let hidden_states = match self {
-            Network::DistilBert { distilbert, .. } => distilbert.forward_t(input_ids, attention_mask, train)?,
-            Network::Bert { bert, .. } => bert.forward_t(input_ids, attention_mask, train)?,
-        };
+        let (hidden_states, mask) = self.encode(input_ids, attention_mask, prompt, train)?;
         let last = hidden_states.last().expect("embedding output is always there");
-        pooling.apply(last, attention_mask)
+        pooling.apply(last, &mask)
     }
 
     /// Logits from [`Network::features`]: everything head-tuning trains.
@@ -493,6 +563,7 @@ impl LoadedModel {
             tokenizer: None,
             source,
             report,
+            prompt_embeddings: None,
         })
     }
 
@@ -514,7 +585,8 @@ impl LoadedModel {
         let device = self.device();
         let ids = input_ids.f_to_device(device)?;
         let mask = attention_mask.f_to_device(device)?;
-        self.network.forward_t(&ids, &mask, train)
+        self.network
+            .forward_t(&ids, &mask, self.prompt_embeddings.as_ref(), train)
     }
 
     pub fn device(&self) -> Device {
@@ -531,8 +603,12 @@ impl LoadedModel {
     pub fn logits(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool, pooling: Pooling) -> Result<Tensor> {
         let device = self.device();
         let (ids, mask) = (input_ids.f_to_device(device)?, attention_mask.f_to_device(device)?);
-        self.network
-            .head_forward(&self.network.features(&ids, &mask, train, pooling)?, train)
+        self.network.head_forward(
+            &self
+                .network
+                .features(&ids, &mask, self.prompt_embeddings.as_ref(), train, pooling)?,
+            train,
+        )
     }
 
     pub fn model_class(&self) -> &'static str {
@@ -596,6 +672,13 @@ impl LoadedModel {
                 let saved = spec.modules_to_save.as_deref();
                 self.set_trainable(|n| {
                     n.ends_with(".ia3_l") || saved.map_or(in_head(n), |s| adapters::in_modules(s, n))
+                });
+            }
+            Method::PromptTuning(spec) => {
+                prompt::inject_prompt(self, spec)?;
+                let saved = spec.modules_to_save.as_deref();
+                self.set_trainable(|n| {
+                    n == prompt::PROMPT_EMBEDDINGS || saved.map_or(in_head(n), |s| adapters::in_modules(s, n))
                 });
             }
         }

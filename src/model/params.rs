@@ -9,6 +9,7 @@ use std::str::FromStr;
 
 use super::adapters::{Ia3Spec, LoraSpec, QloraSpec};
 use super::error::ModelError;
+use super::prompt::PromptTuningSpec;
 
 /// Trainable and total parameter counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,11 +73,13 @@ pub enum Method {
     Ia3(Ia3Spec),
     /// LoRA on a base whose encoder linear layers are stored in 4-bit NormalFloat.
     Qlora(QloraSpec),
+    /// Virtual tokens' embeddings in front of the input plus `modules_to_save`.
+    PromptTuning(PromptTuningSpec),
 }
 
 impl Method {
-    /// Every method's name; `lora`, `ia3` and `qlora` take parameters.
-    pub const NAMES: &'static [&'static str] = &["full", "head", "bitfit", "lora", "ia3", "qlora"];
+    /// Every method's name; `lora`, `ia3`, `qlora` and `prompt_tuning` take parameters.
+    pub const NAMES: &'static [&'static str] = &["full", "head", "bitfit", "lora", "ia3", "qlora", "prompt_tuning"];
 
     pub fn name(&self) -> &'static str {
         match self {
@@ -86,11 +89,12 @@ impl Method {
             Method::Lora(_) => "lora",
             Method::Ia3(_) => "ia3",
             Method::Qlora(_) => "qlora",
+            Method::PromptTuning(_) => "prompt_tuning",
         }
     }
 }
 
-/// The methods without parameters, by name (`lora` and `ia3` are built from their task's
+/// The methods without parameters, by name (the others are built from their task's
 /// parameters, see `tasks::methods`).
 impl FromStr for Method {
     type Err = ModelError;

@@ -161,9 +161,14 @@ fn expand(raw: &RawExperiment, order: &[usize]) -> Result<Vec<TaskInstance>, Spe
                     table.iter().map(|(k, (_, l))| (k.clone(), l.clone())).collect();
                 let instance = resolve_instance(declaration, table, inputs.clone(), labels)?;
                 let model = models.for_task(&instance.params, &instance.base_dir, &inputs, &instances);
+                let upstream: BTreeMap<String, &serde_json::Value> = inputs
+                    .iter()
+                    .map(|(slot, &i)| (slot.clone(), &instances[i].params))
+                    .collect();
                 let cx = ValidateContext {
                     base_dir: &instance.base_dir,
                     model: model.as_deref(),
+                    inputs: &upstream,
                 };
                 instance
                     .kind

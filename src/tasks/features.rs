@@ -88,7 +88,7 @@ impl Task for Features {
                 let (Inputs::Tokens { ids, mask }, _) = data.batch(chunk, model.device())? else {
                     unreachable!()
                 };
-                let pooled = tch::no_grad(|| model.network.features(&ids, &mask, false, params.pooling))?
+                let pooled = tch::no_grad(|| model.network.features(&ids, &mask, None, false, params.pooling))?
                     .to_device(tch::Device::Cpu)
                     .to_kind(Kind::Float);
                 for (row, &i) in chunk.iter().enumerate() {

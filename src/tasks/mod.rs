@@ -107,6 +107,7 @@ pub mod ia3;
 pub mod logreg;
 pub mod lora;
 pub mod naive_bayes;
+pub mod prompt_tuning;
 pub mod qlora;
 pub mod surgery_check;
 pub mod svd_approx;
@@ -318,6 +319,16 @@ pub struct ValidateContext<'a> {
     /// The config of the model the task works with (its own `model` parameter, else the
     /// nearest upstream task's), when it can be read without running anything.
     pub model: Option<&'a crate::model::ModelConfig>,
+    /// The resolved parameters of the upstream task bound to each input slot (a training's
+    /// `tokens` input says its `max_len`).
+    pub inputs: &'a BTreeMap<String, &'a serde_json::Value>,
+}
+
+impl ValidateContext<'_> {
+    /// Parameter `key` of the task bound to input `slot`, when it is a whole number.
+    pub fn input_usize(&self, slot: &str, key: &str) -> Option<usize> {
+        self.inputs.get(slot)?.get(key)?.as_u64().map(|n| n as usize)
+    }
 }
 
 /// Object-safe face of a [`Task`], used by the spec, the planner and the scheduler.
@@ -453,6 +464,7 @@ pub fn registry() -> &'static [&'static dyn DynTask] {
         &Kind::<lora::Lora>(PhantomData),
         &Kind::<qlora::Qlora>(PhantomData),
         &Kind::<ia3::Ia3>(PhantomData),
+        &Kind::<prompt_tuning::PromptTuning>(PhantomData),
         &Kind::<svd_approx::SvdApprox>(PhantomData),
         &Kind::<surgery_check::SurgeryCheck>(PhantomData),
     ];
@@ -483,6 +495,9 @@ pub fn method(name: &str, model: &str, mut params: toml::Table) -> Result<crate:
         "lora" => Method::Lora(serde_json::from_value::<lora::Params>(typed("lora", params)?)?.spec()),
         "ia3" => Method::Ia3(serde_json::from_value::<ia3::Params>(typed("ia3", params)?)?.spec()),
         "qlora" => Method::Qlora(serde_json::from_value::<qlora::Params>(typed("qlora", params)?)?.spec()),
+        "prompt_tuning" => Method::PromptTuning(
+            serde_json::from_value::<prompt_tuning::Params>(typed("prompt_tuning", params)?)?.spec(Path::new("."))?,
+        ),
         other => {
             let method: Method = other.parse()?;
             params.remove("model");
