@@ -478,6 +478,7 @@ mod dropout_tests {
 
     #[test]
     fn bits16_masks_follow_the_seed_and_carry_the_gradient() {
+        let _torch = crate::train::exclusive_torch();
         let xs = Tensor::randn([5, 33], (Kind::Float, tch::Device::Cpu)).set_requires_grad(true);
         tch::manual_seed(3);
         let a = train_dropout(&xs, 0.3, DropoutMasks::Bits16);
@@ -495,6 +496,8 @@ mod dropout_tests {
 
     #[test]
     fn torch_masks_are_torch_dropout_and_eval_is_the_identity() {
+        // No other test may draw between the seeding and the dropout.
+        let _torch = crate::train::exclusive_torch();
         let xs = Tensor::randn([4, 16], (Kind::Float, tch::Device::Cpu));
         tch::manual_seed(5);
         let ours = train_dropout(&xs, 0.2, DropoutMasks::Torch);

@@ -375,16 +375,19 @@ mod tests {
 
     #[test]
     fn error_is_bounded_by_half_the_widest_code_gap_and_double_quant_is_close() {
-        tch::manual_seed(3);
-        // 37 columns: the last block is short, as in the tiny fixtures.
-        let weight = Tensor::randn([300, 37], tch::kind::FLOAT_CPU) * 0.05;
+        // 37 columns: the last block is short, as in the tiny fixtures. No random draws: other
+        // tests rely on the global generator's sequence.
+        let weight = (Tensor::arange(300 * 37, tch::kind::FLOAT_CPU) * 0.7)
+            .sin()
+            .view([300, 37])
+            * 0.05;
         let plain = Nf4Weight::quantize(&weight, false).unwrap();
         let back = plain.dequantize().unwrap();
         let blocks = (300 * 37 + 63) / 64;
         let maxima = plain.maxima.float32().unwrap();
         assert_eq!(maxima.size(), vec![blocks]);
-        // The widest gap in the code book is 1 − 0.7230 ≈ 0.277.
-        let worst = f64::try_from(maxima.max()).unwrap() * 0.277 / 2.0;
+        // The widest gap in the code book is −0.6962 − (−1) ≈ 0.304.
+        let worst = f64::try_from(maxima.max()).unwrap() * 0.304 / 2.0;
         let err = f64::try_from((&back - &weight).abs().max()).unwrap();
         assert!(err <= worst, "{err} > {worst}");
         let double = Nf4Weight::quantize(&weight, true).unwrap();
