@@ -224,6 +224,15 @@ pub(super) fn modules_to_save(model: &LoadedModel, given: &Option<Vec<String>>) 
     }
 }
 
+/// The LoRA family's own metrics: the rank, alpha and the adapter file's size.
+pub(super) fn record_adapter(metrics: &mut Metrics, spec: &LoraSpec, adapter: &std::path::Path) -> Result<()> {
+    let bytes = std::fs::metadata(adapter.join("adapter_model.safetensors"))?.len();
+    metrics.extra.insert("r".into(), spec.r.into());
+    metrics.extra.insert("lora_alpha".into(), spec.lora_alpha.into());
+    metrics.extra.insert("adapter_bytes".into(), bytes.into());
+    Ok(())
+}
+
 /// Writes `adapter/` (PEFT's files plus `orchestrate.json`); returns its path.
 pub(super) fn save_adapter(
     ctx: &Context,
@@ -278,14 +287,7 @@ impl Task for Lora {
             training::write_info(&dir, &info)?;
         }
         let mut metrics = training::training_metrics(&method, &model, &outcome)?;
-        metrics.extra.insert("r".into(), spec.r.into());
-        metrics.extra.insert("lora_alpha".into(), spec.lora_alpha.into());
-        metrics.extra.insert(
-            "adapter_bytes".into(),
-            std::fs::metadata(adapter.join("adapter_model.safetensors"))?
-                .len()
-                .into(),
-        );
+        record_adapter(&mut metrics, &spec, &adapter)?;
         Ok(metrics)
     }
 }

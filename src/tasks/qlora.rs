@@ -92,16 +92,9 @@ impl Task for Qlora {
         let adapter = super::lora::save_adapter(ctx, &mut model, &config, &info)?;
         let (stored, float32) = nf4::frozen_bytes(&mut model);
         let mut metrics = training::training_metrics("QLoRA", &model, &outcome)?;
-        metrics.extra.insert("r".into(), spec.lora.r.into());
-        metrics.extra.insert("lora_alpha".into(), spec.lora.lora_alpha.into());
+        super::lora::record_adapter(&mut metrics, &spec.lora, &adapter)?;
         metrics.extra.insert("base_bytes".into(), stored.into());
         metrics.extra.insert("base_bytes_fp32".into(), float32.into());
-        metrics.extra.insert(
-            "adapter_bytes".into(),
-            std::fs::metadata(adapter.join("adapter_model.safetensors"))?
-                .len()
-                .into(),
-        );
         Ok(metrics)
     }
 }
