@@ -6,12 +6,13 @@ unexpected weights and give the same logits (max abs diff <= 1e-4).
     ORCHESTRATE_ROUNDTRIP_DIR=target/roundtrip cargo test --test model_roundtrip
     .venv-hf/bin/python scripts/check_roundtrip.py target/roundtrip
 
-A folder with `adapter/` holds a PEFT adapter (LoRA, IA3, prompt tuning) and its `base/` model: PEFT's
+A folder with `adapter/` holds a PEFT adapter (LoRA, IA3, QLoRA, prompt and prefix tuning) and its `base/` model: PEFT's
 PeftModel.from_pretrained must reproduce the Rust logits, and `merged/` (LoRA merged into
 the weights) must too, in plain transformers.
 
 (scripts/roundtrip.sh runs both.) Needs torch==2.11.0, transformers, peft, safetensors.
 """
+import json
 import os
 import sys
 
@@ -40,6 +41,13 @@ def check_adapter(folder):
 
     rust = load_file(os.path.join(folder, "rust_outputs.safetensors"))
     base = AutoModelForSequenceClassification.from_pretrained(os.path.join(folder, "base"))
+    # The adapter must matter: the base alone gives other logits (else a PEFT that ignored
+    # it would pass).
+    with torch.no_grad():
+        alone = base.eval()(input_ids=rust["input_ids"], attention_mask=rust["attention_mask"]).logits
+    effect = (alone - rust["logits"]).abs().max().item()
+    if effect < 1e-3:
+        raise SystemExit(f"{folder}: the adapter changes the logits by only {effect}")
     from peft import PeftConfig, get_peft_model
 
     config = PeftConfig.from_pretrained(os.path.join(folder, "adapter"))
@@ -54,10 +62,12 @@ def check_adapter(folder):
         model = PeftModel.from_pretrained(base, os.path.join(folder, "adapter"), is_trainable=True)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     model.eval()
-    # PEFT's trainable parameters are exactly what orchestrate trained and saved.
-    saved = sum(t.numel() for t in load_file(os.path.join(folder, "adapter", "adapter_model.safetensors")).values())
-    if trainable != saved:
-        raise SystemExit(f"{folder}: PEFT trains {trainable} parameters, the adapter holds {saved}")
+    # PEFT trains exactly as many parameters as orchestrate did (a projected prefix saves
+    # the MLP's output instead of the MLP, so the saved count can differ).
+    with open(os.path.join(folder, "trainable.json")) as f:
+        ours = json.load(f)["trainable"]
+    if trainable != ours:
+        raise SystemExit(f"{folder}: PEFT trains {trainable} parameters, orchestrate {ours}")
     kind = model.peft_config["default"].peft_type
     compare(folder, f"PEFT {kind} on {type(base).__name__}, {trainable:,} trainable", model, rust, ADAPTER_TOL)
     if os.path.isdir(os.path.join(folder, "merged")):

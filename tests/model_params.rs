@@ -116,7 +116,7 @@ fn inspect_folder_and_bad_method() {
     let err = "prefix".parse::<Method>().unwrap_err();
     assert_eq!(
         err.to_string(),
-        "unknown method \"prefix\": expected one of full, head, bitfit, lora, ia3, qlora, prompt_tuning"
+        "unknown method \"prefix\": expected one of full, head, bitfit, lora, ia3, qlora, prompt_tuning, prefix_tuning"
     );
 }
 
@@ -162,4 +162,26 @@ fn prompt_tuning_counts_as_peft_prints_them() {
         out.contains("\ntrainable params: 607,490 || all params: 66,970,370 || "),
         "{out}"
     );
+}
+
+#[test]
+fn prefix_tuning_counts_as_peft_prints_them() {
+    let base = base_config();
+    let count = |params: &str| {
+        let method = orchestrate::tasks::method("prefix_tuning", base.to_str().unwrap(), toml::from_str(params).unwrap())
+            .unwrap();
+        inspect::run(base.to_str().unwrap(), &method).unwrap()
+    };
+    // 20 virtual tokens × 6 layers × (keys + values) × 768 + pre_classifier and classifier.
+    let flat = count("");
+    assert!(flat.contains("\nmethod: prefix_tuning\n"), "{flat}");
+    assert!(
+        flat.contains("\ntrainable params: 776,450 || all params: 67,139,330 || "),
+        "{flat}"
+    );
+    // Projected: 20 × 768 embeddings, Linear(768, 128), Linear(128, 6 · 2 · 768), + head.
+    let projected = count("prefix_projection = true\nencoder_hidden_size = 128");
+    let mlp = 20 * 768 + (768 * 128 + 128) + (128 * 9216 + 9216);
+    let expected = format!("\ntrainable params: {} || ", orchestrate::model::params::thousands(mlp + 592_130));
+    assert!(projected.contains(&expected), "{expected} in {projected}");
 }

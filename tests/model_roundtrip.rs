@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use orchestrate::model::adapters::{self, BiasMode, Ia3Spec, LoraInit, LoraSpec, QloraSpec};
 use orchestrate::model::nf4::{self, BlockMaxima, Nf4Weight};
+use orchestrate::model::prefix::{PrefixInit, PrefixTuningSpec};
 use orchestrate::model::prompt::{PromptStart, PromptTuningSpec};
 use orchestrate::model::{self, LoadOptions, Method};
 use support::models::{cpu, fixture};
@@ -140,9 +141,9 @@ fn adapter_roundtrip(name: &str, out: &Path, method: &Method, config: serde_json
     let (ids, mask, logits) = encode_and_forward(&m, &texts);
     adapters::save_adapter(&mut m, &out.join("adapter"), &config).unwrap();
     let saved = Tensor::read_safetensors(out.join("adapter/adapter_model.safetensors")).unwrap();
-    let prompt = matches!(method, Method::PromptTuning(_));
+    let prompt_learning = matches!(method, Method::PromptTuning(_) | Method::PrefixTuning(_));
     assert!(
-        saved.iter().all(|(k, _)| if prompt {
+        saved.iter().all(|(k, _)| if prompt_learning {
             k == "prompt_embeddings" || k.starts_with("base_model.")
         } else {
             k.starts_with("base_model.model.")
@@ -150,11 +151,12 @@ fn adapter_roundtrip(name: &str, out: &Path, method: &Method, config: serde_json
         "PEFT's key prefix"
     );
     let saved_numel: i64 = saved.iter().map(|(_, t)| t.numel() as i64).sum();
-    assert_eq!(
-        saved_numel,
-        m.param_counts().trainable,
-        "the adapter holds exactly what trains"
-    );
+    let trainable = m.param_counts().trainable;
+    // A projected prefix is saved as the MLP's output, as PEFT saves it.
+    if !matches!(method, Method::PrefixTuning(spec) if spec.prefix_projection) {
+        assert_eq!(saved_numel, trainable, "the adapter holds exactly what trains");
+    }
+    write_trainable(out, &m);
     if matches!(method, Method::Lora(_)) {
         let merged = adapters::merged_tensors(&mut m).unwrap();
         m.save_tensors(&out.join("merged"), &merged).unwrap();
@@ -165,6 +167,12 @@ fn adapter_roundtrip(name: &str, out: &Path, method: &Method, config: serde_json
         assert!(d < 1e-5, "{name}: merged logits differ by {d}");
     }
     write_rust_outputs(out, ids, mask, logits);
+}
+
+/// What PEFT must count as trainable for the same config (scripts/check_roundtrip.py).
+fn write_trainable(out: &Path, m: &model::LoadedModel) {
+    let trainable = m.param_counts().trainable;
+    std::fs::write(out.join("trainable.json"), format!("{{\"trainable\": {trainable}}}\n")).unwrap();
 }
 
 fn lora(r: i64, targets: &[&str]) -> LoraSpec {
@@ -325,6 +333,7 @@ fn qlora_adapter_round_trip_bert() {
         "target_modules": ["query", "value"], "bias": "none", "modules_to_save": ["pooler", "classifier"],
     });
     adapters::save_adapter(&mut m, &dir.join("adapter"), &config).unwrap();
+    write_trainable(&dir, &m);
     let (stored, float32) = nf4::frozen_bytes(&mut m);
     assert!(stored < float32, "{stored} vs {float32}");
     write_rust_outputs(&dir, ids, mask, logits);
@@ -407,4 +416,37 @@ fn prompt_tuning_adapter_round_trip_bert() {
         &prompt_spec(),
         prompt_config(&["pooler", "classifier"]),
     );
+}
+
+/// PEFT's `PrefixTuningConfig` on tiny-bert (hidden 32, 4 heads, 2 layers). transformers'
+/// DistilBERT takes no `past_key_values`, so PEFT has no prefix tuning to compare with there.
+fn prefix_config(projection: Option<i64>) -> serde_json::Value {
+    serde_json::json!({
+        "peft_type": "PREFIX_TUNING", "task_type": "SEQ_CLS", "num_virtual_tokens": 3, "token_dim": 32,
+        "num_transformer_submodules": 1, "num_attention_heads": 4, "num_layers": 2,
+        "encoder_hidden_size": projection.unwrap_or(32), "prefix_projection": projection.is_some(),
+        "modules_to_save": ["pooler", "classifier"],
+    })
+}
+
+fn prefix_spec(projection: Option<i64>) -> Method {
+    Method::PrefixTuning(PrefixTuningSpec {
+        num_virtual_tokens: 3,
+        prefix_projection: projection.is_some(),
+        encoder_hidden_size: projection,
+        init: PrefixInit::Random,
+        modules_to_save: None,
+    })
+}
+
+#[test]
+fn prefix_tuning_adapter_round_trip_bert() {
+    let (_keep, dir) = out_dir("peft-prefix-bert");
+    adapter_roundtrip("tiny-bert", &dir, &prefix_spec(None), prefix_config(None));
+}
+
+#[test]
+fn prefix_tuning_with_projection_adapter_round_trip_bert() {
+    let (_keep, dir) = out_dir("peft-prefix-projection-bert");
+    adapter_roundtrip("tiny-bert", &dir, &prefix_spec(Some(16)), prefix_config(Some(16)));
 }

@@ -40,6 +40,7 @@ const EVERY_TRAINING_KIND: &str = "[tasks.features]\nkind = \"features\"\ninputs
      [tasks.ia3]\nkind = \"ia3\"\ninputs = \"tokens\"\nepochs = 2\n\
      [tasks.bitfit]\nkind = \"bitfit\"\ninputs = \"tokens\"\nepochs = 2\n\
      [tasks.prompt]\nkind = \"prompt_tuning\"\ninputs = \"tokens\"\nepochs = 2\nnum_virtual_tokens = 4\n\
+     [tasks.prefix]\nkind = \"prefix_tuning\"\ninputs = \"tokens\"\nepochs = 2\nnum_virtual_tokens = 3\nprefix_projection = true\nencoder_hidden_size = 8\n\
      [tasks.bf16]\nkind = \"finetune\"\ninputs = \"tokens\"\nepochs = 2\nprecision = \"bf16\"\n";
 
 /// One `orchestrate --json run` on `cache`: how it ended and its events.
@@ -161,7 +162,7 @@ fn every_training_kind_resumes_after_an_abort_to_the_uninterrupted_result() {
     let mut finished: BTreeSet<String> = BTreeSet::new();
     for attempt in 1.. {
         // One run per training and a last one that gets through, plus room for new kinds.
-        assert!(attempt <= 12, "more runs than trainings");
+        assert!(attempt <= 14, "more runs than trainings");
         let (status, events) = run(dir.path(), "resumed", &[(ABORT_AFTER_EPOCH, "1")]);
         assert_nothing_partial_was_read(&events);
         let resumes = events_of(&events, "task_resumed");
@@ -204,6 +205,7 @@ fn every_training_kind_resumes_after_an_abort_to_the_uninterrupted_result() {
             "ia3",
             "lora",
             "pissa_dora",
+            "prefix",
             "prompt",
             "qlora"
         ]

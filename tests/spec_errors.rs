@@ -103,6 +103,17 @@ macro_rules! prompt {
     };
 }
 
+/// A prefix tuning on the tokens with one more key, on line 17.
+macro_rules! prefix {
+    ($key:literal) => {
+        concat!(
+            "[tasks.prefix]\nkind = \"prefix_tuning\"\ninputs = \"tokens\"\n",
+            $key,
+            "\n"
+        )
+    };
+}
+
 /// An SVD approximation of a fine-tuned model in a head-tuned one; `rank` on line 24.
 macro_rules! svd {
     ($rank:literal) => {
@@ -308,6 +319,30 @@ const MODEL_CASES: &[Case] = &[
         1,
         Some("tasks.prompt.num_virtual_tokens"),
         "num_virtual_tokens = 40 plus the `tokens` input's max_len = 32 is beyond the model's 64 positions",
+    ),
+    (
+        "prefix beyond the positions",
+        prefix!("num_virtual_tokens = 33"),
+        17,
+        1,
+        Some("tasks.prefix.num_virtual_tokens"),
+        "num_virtual_tokens = 33 plus the `tokens` input's max_len = 32 is beyond the model's 64 positions",
+    ),
+    (
+        "encoder_hidden_size without the projection",
+        prefix!("encoder_hidden_size = 64"),
+        17,
+        1,
+        Some("tasks.prefix.encoder_hidden_size"),
+        "encoder_hidden_size is the width of the prefix MLP, which only prefix_projection = true has",
+    ),
+    (
+        "prefix num_layers not the model's",
+        prefix!("num_layers = 12"),
+        17,
+        1,
+        Some("tasks.prefix.num_layers"),
+        "num_layers = 12, but the model's number of layers is 2",
     ),
     (
         "TEXT init without a text",

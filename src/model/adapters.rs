@@ -468,11 +468,12 @@ pub fn adapter_tensors(model: &mut LoadedModel) -> Result<HashMap<String, Tensor
 }
 
 /// Writes PEFT's adapter folder: `adapter_config.json` (given) and `adapter_model.safetensors`
-/// (prompt learning's keys when the model has prompt embeddings, see [`super::prompt`]).
+/// (prompt learning's keys when the model has virtual tokens, see [`super::prompt`], [`super::prefix`]).
 pub fn save_adapter(model: &mut LoadedModel, dir: &Path, config: &serde_json::Value) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
-    let tensors = match model.prompt_embeddings {
-        Some(_) => super::prompt::adapter_tensors(model),
+    let tensors = match &model.virtual_tokens {
+        Some(super::VirtualTokens::Prompt(_)) => super::prompt::adapter_tensors(model),
+        Some(super::VirtualTokens::Prefix(encoder)) => super::prefix::adapter_tensors(model, encoder)?,
         None => adapter_tensors(model)?,
     };
     super::checkpoint::save(&tensors, &dir.join("adapter_model.safetensors"))?;

@@ -12,7 +12,7 @@ use super::config::BertConfig;
 use super::error::Result;
 use super::heads::BertPooler;
 use super::layers::{
-    additive_mask, attention, compute_kind, linear, Activation, Dropout, Embedding, LayerNorm, LinearSlot,
+    additive_mask, attention, compute_kind, linear, Activation, Dropout, Embedding, KvPrefix, LayerNorm, LinearSlot,
 };
 use super::tree::ModuleNode;
 
@@ -41,14 +41,16 @@ impl BertEmbeddings {
     }
 
     pub fn forward_t(&self, input_ids: &Tensor, train: bool) -> Result<Tensor> {
-        self.forward_embeds_t(&self.word_embeddings.forward(input_ids)?, train)
+        self.forward_embeds_t(&self.word_embeddings.forward(input_ids)?, 0, train)
     }
 
     /// transformers' `inputs_embeds` path: `inputs_embeds [batch, seq, hidden]` in place of
-    /// the word embeddings; token types 0 and positions `0..seq` over the whole sequence.
-    pub fn forward_embeds_t(&self, inputs_embeds: &Tensor, train: bool) -> Result<Tensor> {
+    /// the word embeddings; token types 0 and positions `past..past + seq` (transformers'
+    /// `past_key_values_length`: the prefix tuning's virtual tokens come first).
+    pub fn forward_embeds_t(&self, inputs_embeds: &Tensor, past: i64, train: bool) -> Result<Tensor> {
         let (batch, seq) = (inputs_embeds.size()[0], inputs_embeds.size()[1]);
-        let positions = Tensor::f_arange(seq, (Kind::Int64, inputs_embeds.device()))?.f_unsqueeze(0)?;
+        let positions =
+            Tensor::f_arange_start(past, past + seq, (Kind::Int64, inputs_embeds.device()))?.f_unsqueeze(0)?;
         let token_types = Tensor::f_zeros([batch, seq], (Kind::Int64, inputs_embeds.device()))?;
         let xs = inputs_embeds
             .f_add(&self.token_type_embeddings.forward(&token_types)?)?
@@ -134,12 +136,14 @@ impl BertSelfAttention {
         })
     }
 
-    pub fn forward_t(&self, xs: &Tensor, mask: &Tensor, train: bool) -> Result<Tensor> {
+    /// `mask` covers the `prefix`'s keys (first) and the input's.
+    pub fn forward_t(&self, xs: &Tensor, mask: &Tensor, prefix: Option<&KvPrefix>, train: bool) -> Result<Tensor> {
         let (b, dph) = (xs.size()[0], self.hidden / self.num_heads);
         let shape = |t: Tensor| -> Result<Tensor> { Ok(t.f_view([b, -1, self.num_heads, dph])?.f_transpose(1, 2)?) };
         let q = shape(self.query.forward_t(xs, train)?)?;
         let k = shape(self.key.forward_t(xs, train)?)?;
         let v = shape(self.value.forward_t(xs, train)?)?;
+        let (k, v) = KvPrefix::prepend(prefix, k, v)?;
         Ok(attention(&q, &k, &v, mask, &self.dropout, train)?
             .f_transpose(1, 2)?
             .f_contiguous()?
@@ -186,8 +190,8 @@ impl BertLayer {
         })
     }
 
-    pub fn forward_t(&self, xs: &Tensor, mask: &Tensor, train: bool) -> Result<Tensor> {
-        let ctx = self.attention_self.forward_t(xs, mask, train)?;
+    pub fn forward_t(&self, xs: &Tensor, mask: &Tensor, prefix: Option<&KvPrefix>, train: bool) -> Result<Tensor> {
+        let ctx = self.attention_self.forward_t(xs, mask, prefix, train)?;
         let attn = self.attention_output.forward_t(&ctx, xs, train)?;
         let inter = self
             .intermediate_act_fn
@@ -253,24 +257,28 @@ impl BertModel {
         self.forward_embeds_t(
             &self.embeddings.word_embeddings.forward(input_ids)?,
             attention_mask,
+            &[],
             train,
         )
     }
 
     /// [`BertModel::forward_t`] from `inputs_embeds [batch, seq, hidden]` (transformers'
-    /// `inputs_embeds`): what prompt tuning feeds it.
+    /// `inputs_embeds`: what prompt tuning feeds it), with one key/value prefix per layer or
+    /// none (prefix tuning's `past_key_values`; `attention_mask` then covers prefix + input).
     pub fn forward_embeds_t(
         &self,
         inputs_embeds: &Tensor,
         attention_mask: &Tensor,
+        prefixes: &[KvPrefix],
         train: bool,
     ) -> Result<Vec<Tensor>> {
-        let mut xs = self.embeddings.forward_embeds_t(inputs_embeds, train)?;
+        let past = prefixes.first().map_or(0, |p| p.keys.size()[2]);
+        let mut xs = self.embeddings.forward_embeds_t(inputs_embeds, past, train)?;
         let mask = additive_mask(attention_mask, compute_kind(xs.kind()))?;
         let mut hidden = Vec::with_capacity(self.layer.len() + 1);
         hidden.push(xs.shallow_clone());
-        for layer in &self.layer {
-            xs = layer.forward_t(&xs, &mask, train)?;
+        for (i, layer) in self.layer.iter().enumerate() {
+            xs = layer.forward_t(&xs, &mask, prefixes.get(i), train)?;
             hidden.push(xs.shallow_clone());
         }
         Ok(hidden)

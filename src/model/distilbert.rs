@@ -9,7 +9,7 @@ use tch::{Kind, Tensor};
 use super::config::DistilBertConfig;
 use super::error::Result;
 use super::layers::{
-    additive_mask, attention, compute_kind, linear, Activation, Dropout, Embedding, LayerNorm, LinearSlot,
+    additive_mask, attention, compute_kind, linear, Activation, Dropout, Embedding, KvPrefix, LayerNorm, LinearSlot,
 };
 use super::tree::ModuleNode;
 
@@ -42,14 +42,16 @@ impl Embeddings {
     }
 
     pub fn forward_t(&self, input_ids: &Tensor, train: bool) -> Result<Tensor> {
-        self.forward_embeds_t(&self.word_embeddings.forward(input_ids)?, train)
+        self.forward_embeds_t(&self.word_embeddings.forward(input_ids)?, 0, train)
     }
 
     /// transformers' `inputs_embeds` path: `inputs_embeds [batch, seq, dim]` in place of the
-    /// word embeddings, positions `0..seq` added.
-    pub fn forward_embeds_t(&self, inputs_embeds: &Tensor, train: bool) -> Result<Tensor> {
+    /// word embeddings, positions `past..past + seq` added (`past`: prefix tuning's virtual
+    /// tokens, numbered first as BERT numbers its `past_key_values`).
+    pub fn forward_embeds_t(&self, inputs_embeds: &Tensor, past: i64, train: bool) -> Result<Tensor> {
         let seq = inputs_embeds.size()[1];
-        let positions = Tensor::f_arange(seq, (Kind::Int64, inputs_embeds.device()))?.f_unsqueeze(0)?;
+        let positions =
+            Tensor::f_arange_start(past, past + seq, (Kind::Int64, inputs_embeds.device()))?.f_unsqueeze(0)?;
         let xs = inputs_embeds.f_add(&self.position_embeddings.forward(&positions)?)?;
         self.dropout.forward_t(&self.layer_norm.forward(&xs)?, train)
     }
@@ -94,12 +96,14 @@ impl SelfAttention {
     }
 
     /// `xs [batch, seq, dim]`, `mask` additive `[batch, 1, 1, seq]`.
-    pub fn forward_t(&self, xs: &Tensor, mask: &Tensor, train: bool) -> Result<Tensor> {
+    /// `mask` covers the `prefix`'s keys (first) and the input's.
+    pub fn forward_t(&self, xs: &Tensor, mask: &Tensor, prefix: Option<&KvPrefix>, train: bool) -> Result<Tensor> {
         let (b, dph) = (xs.size()[0], self.dim / self.n_heads);
         let shape = |t: Tensor| -> Result<Tensor> { Ok(t.f_view([b, -1, self.n_heads, dph])?.f_transpose(1, 2)?) };
         let q = shape(self.q_lin.forward_t(xs, train)?)?;
         let k = shape(self.k_lin.forward_t(xs, train)?)?;
         let v = shape(self.v_lin.forward_t(xs, train)?)?;
+        let (k, v) = KvPrefix::prepend(prefix, k, v)?;
         let context = attention(&q, &k, &v, mask, &self.dropout, train)?
             .f_transpose(1, 2)?
             .f_contiguous()?
@@ -178,8 +182,8 @@ impl TransformerBlock {
         })
     }
 
-    pub fn forward_t(&self, xs: &Tensor, mask: &Tensor, train: bool) -> Result<Tensor> {
-        let sa = self.attention.forward_t(xs, mask, train)?;
+    pub fn forward_t(&self, xs: &Tensor, mask: &Tensor, prefix: Option<&KvPrefix>, train: bool) -> Result<Tensor> {
+        let sa = self.attention.forward_t(xs, mask, prefix, train)?;
         let sa = self.sa_layer_norm.forward(&sa.f_add(xs)?)?;
         let ffn = self.ffn.forward_t(&sa, train)?;
         self.output_layer_norm.forward(&ffn.f_add(&sa)?)
@@ -221,24 +225,28 @@ impl DistilBertModel {
         self.forward_embeds_t(
             &self.embeddings.word_embeddings.forward(input_ids)?,
             attention_mask,
+            &[],
             train,
         )
     }
 
     /// [`DistilBertModel::forward_t`] from `inputs_embeds [batch, seq, dim]` (transformers'
-    /// `inputs_embeds`): what prompt tuning feeds it.
+    /// `inputs_embeds`: what prompt tuning feeds it), with one key/value prefix per layer or
+    /// none (prefix tuning; `attention_mask` then covers prefix + input).
     pub fn forward_embeds_t(
         &self,
         inputs_embeds: &Tensor,
         attention_mask: &Tensor,
+        prefixes: &[KvPrefix],
         train: bool,
     ) -> Result<Vec<Tensor>> {
-        let mut xs = self.embeddings.forward_embeds_t(inputs_embeds, train)?;
+        let past = prefixes.first().map_or(0, |p| p.keys.size()[2]);
+        let mut xs = self.embeddings.forward_embeds_t(inputs_embeds, past, train)?;
         let mask = additive_mask(attention_mask, compute_kind(xs.kind()))?;
         let mut hidden = Vec::with_capacity(self.layer.len() + 1);
         hidden.push(xs.shallow_clone());
-        for block in &self.layer {
-            xs = block.forward_t(&xs, &mask, train)?;
+        for (i, block) in self.layer.iter().enumerate() {
+            xs = block.forward_t(&xs, &mask, prefixes.get(i), train)?;
             hidden.push(xs.shallow_clone());
         }
         Ok(hidden)

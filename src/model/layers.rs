@@ -369,6 +369,26 @@ pub(crate) fn py_float(x: f64) -> String {
 /// long sequences, without materialising the `[batch, heads, seq, seq]` scores. With dropout
 /// it is transformers' eager attention (libtorch's fused kernels do not take dropout on CPU:
 /// they fall back to a slower one). Under autocast it all runs in the autocast kind.
+/// One layer's key and value prefixes, `[batch, heads, virtual tokens, head_dim]` each:
+/// prefix tuning's `past_key_values` (see `super::prefix`), attended to before the input's
+/// own keys and values.
+#[derive(Debug)]
+pub struct KvPrefix {
+    pub keys: Tensor,
+    pub values: Tensor,
+}
+
+impl KvPrefix {
+    /// `k` and `v` (`[batch, heads, seq, head_dim]`) with the prefix in front, as transformers'
+    /// cache update concatenates the past before the new keys.
+    pub(crate) fn prepend(prefix: Option<&KvPrefix>, k: Tensor, v: Tensor) -> Result<(Tensor, Tensor)> {
+        let Some(prefix) = prefix else { return Ok((k, v)) };
+        let keys = Tensor::f_cat(&[prefix.keys.f_to_kind(k.kind())?, k], 2)?;
+        let values = Tensor::f_cat(&[prefix.values.f_to_kind(v.kind())?, v], 2)?;
+        Ok((keys, values))
+    }
+}
+
 pub(crate) fn attention(
     q: &Tensor,
     k: &Tensor,

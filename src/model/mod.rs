@@ -30,6 +30,7 @@ pub mod inspect;
 pub mod layers;
 pub mod nf4;
 pub mod params;
+pub mod prefix;
 pub mod prompt;
 pub mod surgery;
 pub mod targets;
@@ -218,9 +219,18 @@ pub struct LoadedModel {
     pub tokenizer: Option<ModelTokenizer>,
     pub source: ModelSource,
     pub report: LoadReport,
-    /// Prompt tuning's virtual tokens, put in front of every input ([`prompt`]); also a
-    /// variable of `vs` ([`prompt::PROMPT_EMBEDDINGS`]).
-    pub prompt_embeddings: Option<Tensor>,
+    /// Prompt or prefix tuning's virtual tokens (their parameters are also in `vs`).
+    pub virtual_tokens: Option<VirtualTokens>,
+}
+
+/// Learned tokens that are not in the input.
+#[derive(Debug)]
+pub enum VirtualTokens {
+    /// Prompt tuning: embeddings `[virtual tokens, hidden]` put in front of every input's
+    /// ([`prompt`]; the variable [`prompt::PROMPT_EMBEDDINGS`]).
+    Prompt(Tensor),
+    /// Prefix tuning: keys and values every layer attends to before the input's ([`prefix`]).
+    Prefix(prefix::PrefixEncoder),
 }
 
 /// Loads `target` (model folder, bare config.json, or hub id in the HF cache).
@@ -317,7 +327,7 @@ pub fn load_source(source: ModelSource, opts: &LoadOptions) -> Result<LoadedMode
         tokenizer,
         source,
         report,
-        prompt_embeddings: None,
+        virtual_tokens: None,
     })
 }
 
@@ -397,17 +407,17 @@ impl Network {
         }
     }
 
-    /// The encoder's hidden states, and the attention mask they were computed with: that of
-    /// `input_ids`, or, with `prompt` (`[virtual tokens, hidden]`, see [`prompt`]), the
-    /// virtual tokens' ones in front of it.
+    /// The encoder's hidden states, and the attention mask of those states: that of
+    /// `input_ids`, or, with a prompt (see [`prompt`]), the virtual tokens' ones in front of
+    /// it. A prefix ([`prefix`]) adds keys and values, not hidden states.
     pub fn encode(
         &self,
         input_ids: &Tensor,
         attention_mask: &Tensor,
-        prompt: Option<&Tensor>,
+        virtual_tokens: Option<&VirtualTokens>,
         train: bool,
     ) -> Result<(Vec<Tensor>, Tensor)> {
-        let Some(prompt) = prompt else {
+        let Some(virtual_tokens) = virtual_tokens else {
             let hidden = match self {
                 Network::DistilBert { distilbert, .. } => distilbert.forward_t(input_ids, attention_mask, train)?,
                 Network::Bert { bert, .. } => bert.forward_t(input_ids, attention_mask, train)?,
@@ -415,42 +425,50 @@ impl Network {
             return Ok((hidden, attention_mask.shallow_clone()));
         };
         let (batch, seq) = (input_ids.size()[0], input_ids.size()[1]);
-        let virtual_tokens = prompt.size()[0];
+        let count = match virtual_tokens {
+            VirtualTokens::Prompt(prompt) => prompt.size()[0],
+            VirtualTokens::Prefix(encoder) => encoder.num_virtual_tokens,
+        };
         let positions = self.max_positions();
-        if virtual_tokens + seq > positions {
+        if count + seq > positions {
             return Err(ModelError::TooLong {
-                virtual_tokens,
+                virtual_tokens: count,
                 tokens: seq,
                 positions,
             });
         }
         let words = Tensor::f_embedding(self.word_embeddings(), input_ids, -1, false, false)?;
-        let prompts = prompt
-            .f_to_kind(words.kind())?
-            .f_unsqueeze(0)?
-            .f_expand([batch, virtual_tokens, prompt.size()[1]], false)?;
-        let embeds = Tensor::f_cat(&[prompts, words], 1)?;
-        let ones = Tensor::f_ones(
-            [batch, virtual_tokens],
-            (attention_mask.kind(), attention_mask.device()),
-        )?;
+        let ones = Tensor::f_ones([batch, count], (attention_mask.kind(), attention_mask.device()))?;
         let mask = Tensor::f_cat(&[ones, attention_mask.shallow_clone()], 1)?;
-        let hidden = match self {
-            Network::DistilBert { distilbert, .. } => distilbert.forward_embeds_t(&embeds, &mask, train)?,
-            Network::Bert { bert, .. } => bert.forward_embeds_t(&embeds, &mask, train)?,
+        let (embeds, prefixes) = match virtual_tokens {
+            VirtualTokens::Prompt(prompt) => {
+                let prompts = prompt
+                    .f_to_kind(words.kind())?
+                    .f_unsqueeze(0)?
+                    .f_expand([batch, count, prompt.size()[1]], false)?;
+                (Tensor::f_cat(&[prompts, words], 1)?, Vec::new())
+            }
+            VirtualTokens::Prefix(encoder) => (words, encoder.layer_prefixes(batch)?),
         };
-        Ok((hidden, mask))
+        let hidden = match self {
+            Network::DistilBert { distilbert, .. } => distilbert.forward_embeds_t(&embeds, &mask, &prefixes, train)?,
+            Network::Bert { bert, .. } => bert.forward_embeds_t(&embeds, &mask, &prefixes, train)?,
+        };
+        match virtual_tokens {
+            VirtualTokens::Prompt(_) => Ok((hidden, mask)),
+            VirtualTokens::Prefix(_) => Ok((hidden, attention_mask.shallow_clone())),
+        }
     }
 
-    /// Logits and hidden states; `prompt` as in [`Network::encode`].
+    /// Logits and hidden states; `virtual_tokens` as in [`Network::encode`].
     pub fn forward_t(
         &self,
         input_ids: &Tensor,
         attention_mask: &Tensor,
-        prompt: Option<&Tensor>,
+        virtual_tokens: Option<&VirtualTokens>,
         train: bool,
     ) -> Result<ModelOutput> {
-        let (hidden_states, _) = self.encode(input_ids, attention_mask, prompt, train)?;
+        let (hidden_states, _) = self.encode(input_ids, attention_mask, virtual_tokens, train)?;
         match self {
             Network::DistilBert { head, .. } => {
                 let last = hidden_states.last().expect("embedding output is always there");
@@ -466,17 +484,17 @@ impl Network {
         }
     }
 
-    /// The head's input `[batch, hidden]`: the encoder's last hidden state, pooled (over the
-    /// virtual tokens too, with a `prompt`: see [`Network::encode`]).
+    /// The head's input `[batch, hidden]`: the encoder's last hidden state, pooled (over a
+    /// prompt's virtual tokens too: see [`Network::encode`]).
     pub fn features(
         &self,
         input_ids: &Tensor,
         attention_mask: &Tensor,
-        prompt: Option<&Tensor>,
+        virtual_tokens: Option<&VirtualTokens>,
         train: bool,
         pooling: Pooling,
     ) -> Result<Tensor> {
-        let (hidden_states, mask) = self.encode(input_ids, attention_mask, prompt, train)?;
+        let (hidden_states, mask) = self.encode(input_ids, attention_mask, virtual_tokens, train)?;
         let last = hidden_states.last().expect("embedding output is always there");
         pooling.apply(last, &mask)
     }
@@ -563,7 +581,7 @@ impl LoadedModel {
             tokenizer: None,
             source,
             report,
-            prompt_embeddings: None,
+            virtual_tokens: None,
         })
     }
 
@@ -586,7 +604,7 @@ impl LoadedModel {
         let ids = input_ids.f_to_device(device)?;
         let mask = attention_mask.f_to_device(device)?;
         self.network
-            .forward_t(&ids, &mask, self.prompt_embeddings.as_ref(), train)
+            .forward_t(&ids, &mask, self.virtual_tokens.as_ref(), train)
     }
 
     pub fn device(&self) -> Device {
@@ -606,7 +624,7 @@ impl LoadedModel {
         self.network.head_forward(
             &self
                 .network
-                .features(&ids, &mask, self.prompt_embeddings.as_ref(), train, pooling)?,
+                .features(&ids, &mask, self.virtual_tokens.as_ref(), train, pooling)?,
             train,
         )
     }
@@ -679,6 +697,13 @@ impl LoadedModel {
                 let saved = spec.modules_to_save.as_deref();
                 self.set_trainable(|n| {
                     n == prompt::PROMPT_EMBEDDINGS || saved.map_or(in_head(n), |s| adapters::in_modules(s, n))
+                });
+            }
+            Method::PrefixTuning(spec) => {
+                prefix::inject_prefix(self, spec)?;
+                let saved = spec.modules_to_save.as_deref();
+                self.set_trainable(|n| {
+                    prefix::is_prefix_parameter(n) || saved.map_or(in_head(n), |s| adapters::in_modules(s, n))
                 });
             }
         }

@@ -9,6 +9,7 @@ use std::str::FromStr;
 
 use super::adapters::{Ia3Spec, LoraSpec, QloraSpec};
 use super::error::ModelError;
+use super::prefix::PrefixTuningSpec;
 use super::prompt::PromptTuningSpec;
 
 /// Trainable and total parameter counts.
@@ -75,11 +76,15 @@ pub enum Method {
     Qlora(QloraSpec),
     /// Virtual tokens' embeddings in front of the input plus `modules_to_save`.
     PromptTuning(PromptTuningSpec),
+    /// Key/value prefixes in every layer's attention plus `modules_to_save`.
+    PrefixTuning(PrefixTuningSpec),
 }
 
 impl Method {
-    /// Every method's name; `lora`, `ia3`, `qlora` and `prompt_tuning` take parameters.
-    pub const NAMES: &'static [&'static str] = &["full", "head", "bitfit", "lora", "ia3", "qlora", "prompt_tuning"];
+    /// Every method's name; `lora`, `ia3`, `qlora`, `prompt_tuning` and `prefix_tuning` take
+    /// parameters.
+    pub const NAMES: &'static [&'static str] =
+        &["full", "head", "bitfit", "lora", "ia3", "qlora", "prompt_tuning", "prefix_tuning"];
 
     pub fn name(&self) -> &'static str {
         match self {
@@ -90,6 +95,7 @@ impl Method {
             Method::Ia3(_) => "ia3",
             Method::Qlora(_) => "qlora",
             Method::PromptTuning(_) => "prompt_tuning",
+            Method::PrefixTuning(_) => "prefix_tuning",
         }
     }
 }

@@ -111,9 +111,9 @@ pub fn inject_prompt(model: &mut LoadedModel, spec: &PromptTuningSpec) -> Result
             message: format!("num_virtual_tokens must be at least 1, got {}", spec.num_virtual_tokens),
         });
     }
-    if model.prompt_embeddings.is_some() {
+    if model.virtual_tokens.is_some() {
         return Err(ModelError::Surgery {
-            message: "the model already has prompt embeddings".into(),
+            message: "the model already has virtual tokens (prompt or prefix)".into(),
         });
     }
     let total = spec.total_virtual_tokens();
@@ -167,7 +167,7 @@ pub fn inject_prompt(model: &mut LoadedModel, spec: &PromptTuningSpec) -> Result
     if let Some(start) = start {
         tch::no_grad(|| weight.shallow_clone().f_copy_(&start))?;
     }
-    model.prompt_embeddings = Some(weight);
+    model.virtual_tokens = Some(super::VirtualTokens::Prompt(weight));
     Ok(())
 }
 

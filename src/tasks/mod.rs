@@ -107,6 +107,7 @@ pub mod ia3;
 pub mod logreg;
 pub mod lora;
 pub mod naive_bayes;
+pub mod prefix_tuning;
 pub mod prompt_tuning;
 pub mod qlora;
 pub mod surgery_check;
@@ -465,6 +466,7 @@ pub fn registry() -> &'static [&'static dyn DynTask] {
         &Kind::<qlora::Qlora>(PhantomData),
         &Kind::<ia3::Ia3>(PhantomData),
         &Kind::<prompt_tuning::PromptTuning>(PhantomData),
+        &Kind::<prefix_tuning::PrefixTuning>(PhantomData),
         &Kind::<svd_approx::SvdApprox>(PhantomData),
         &Kind::<surgery_check::SurgeryCheck>(PhantomData),
     ];
@@ -497,6 +499,9 @@ pub fn method(name: &str, model: &str, mut params: toml::Table) -> Result<crate:
         "qlora" => Method::Qlora(serde_json::from_value::<qlora::Params>(typed("qlora", params)?)?.spec()),
         "prompt_tuning" => Method::PromptTuning(
             serde_json::from_value::<prompt_tuning::Params>(typed("prompt_tuning", params)?)?.spec(Path::new("."))?,
+        ),
+        "prefix_tuning" => Method::PrefixTuning(
+            serde_json::from_value::<prefix_tuning::Params>(typed("prefix_tuning", params)?)?.spec(),
         ),
         other => {
             let method: Method = other.parse()?;

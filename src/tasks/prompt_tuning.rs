@@ -129,6 +129,54 @@ fn agrees(key: &str, given: Option<usize>, actual: i64, what: &str) -> Result<()
     }
 }
 
+/// What prompt learning checks against the model's config before anything runs: PEFT's
+/// `[token_dim, num_attention_heads, num_layers]` where given, and that the virtual tokens
+/// plus the `tokens` input's `max_len` fit the position embeddings.
+pub(super) fn check_against_model(
+    cx: &ValidateContext,
+    num_virtual_tokens: NonZeroUsize,
+    [token_dim, num_attention_heads, num_layers]: [Option<usize>; 3],
+) -> Result<(), ParamError> {
+    let Some(config) = cx.model else { return Ok(()) };
+    agrees("token_dim", token_dim, config.hidden_size(), "hidden size")?;
+    agrees(
+        "num_attention_heads",
+        num_attention_heads,
+        config.num_attention_heads(),
+        "number of attention heads",
+    )?;
+    agrees("num_layers", num_layers, config.num_layers(), "number of layers")?;
+    let positions = config.max_position_embeddings() as usize;
+    let virtual_tokens = num_virtual_tokens.get();
+    let max_len = cx.input_usize("tokens", "max_len");
+    if virtual_tokens + max_len.unwrap_or(2) > positions {
+        let tokens = match max_len {
+            Some(n) => format!("the `tokens` input's max_len = {n}"),
+            None => "[CLS] and [SEP]".to_string(),
+        };
+        return Err(ParamError::at(
+            "num_virtual_tokens",
+            format!(
+                "num_virtual_tokens = {virtual_tokens} plus {tokens} is beyond the model's {positions} positions \
+                 (max_position_embeddings in {}): lower num_virtual_tokens or the tokenizer's max_len",
+                config.path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Prompt learning trains one transformer's virtual tokens (2 would be an encoder-decoder's).
+pub(super) fn check_submodules(num_transformer_submodules: Option<usize>) -> Result<(), ParamError> {
+    match num_transformer_submodules.filter(|&n| n != 1) {
+        Some(n) => Err(ParamError::at(
+            "num_transformer_submodules",
+            format!("num_transformer_submodules = {n}: these encoders have one transformer (1)"),
+        )),
+        None => Ok(()),
+    }
+}
+
 impl Task for PromptTuning {
     const KIND: &'static str = "prompt_tuning";
     const VERSION: u32 = 1;
@@ -150,39 +198,12 @@ impl Task for PromptTuning {
                 "prompt_tuning_init = \"TEXT\" needs prompt_tuning_init_text (the text whose tokens start the prompt)",
             ));
         }
-        if let Some(n) = params.num_transformer_submodules.filter(|&n| n != 1) {
-            return Err(ParamError::at(
-                "num_transformer_submodules",
-                format!("num_transformer_submodules = {n}: these encoders have one transformer (1)"),
-            ));
-        }
-        let Some(config) = cx.model else { return Ok(()) };
-        agrees("token_dim", params.token_dim, config.hidden_size(), "hidden size")?;
-        agrees(
-            "num_attention_heads",
-            params.num_attention_heads,
-            config.num_attention_heads(),
-            "number of attention heads",
-        )?;
-        agrees("num_layers", params.num_layers, config.num_layers(), "number of layers")?;
-        let positions = config.max_position_embeddings() as usize;
-        let virtual_tokens = params.num_virtual_tokens.get();
-        let max_len = cx.input_usize("tokens", "max_len");
-        if virtual_tokens + max_len.unwrap_or(2) > positions {
-            let tokens = match max_len {
-                Some(n) => format!("the `tokens` input's max_len = {n}"),
-                None => "[CLS] and [SEP]".to_string(),
-            };
-            return Err(ParamError::at(
-                "num_virtual_tokens",
-                format!(
-                    "num_virtual_tokens = {virtual_tokens} plus {tokens} is beyond the model's {positions} positions \
-                     (max_position_embeddings in {}): lower num_virtual_tokens or the tokenizer's max_len",
-                    config.path.display()
-                ),
-            ));
-        }
-        Ok(())
+        check_submodules(params.num_transformer_submodules)?;
+        check_against_model(
+            cx,
+            params.num_virtual_tokens,
+            [params.token_dim, params.num_attention_heads, params.num_layers],
+        )
     }
 
     fn run(params: &Params, ctx: &Context) -> Result<Metrics> {
