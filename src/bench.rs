@@ -1,7 +1,8 @@
 //! `orchestrate bench-matmul`: float32 (or bfloat16) matmul throughput through tch on this
-//! machine, the "peak" that model FLOPs utilisation (bench/run.sh) divides by.
+//! machine, the "peak" that model FLOPs utilisation (bench/run.sh) divides by; and
+//! `orchestrate bench-step`: a tuning method's training step, timed by phase.
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use serde::Serialize;
 
 /// One shape: `[m, k] × [k, n]` in the bench's dtype.
@@ -59,5 +60,68 @@ pub fn matmul(threads: Option<usize>, seconds: f64, dtype: crate::model::Dtype) 
         threads: tch::get_num_threads(),
         peak_gflops: rates.iter().map(|r| r.gflops).fold(0.0, f64::max),
         shapes: rates,
+    })
+}
+
+/// What `bench-step` times: the batch's shape, the precision and how many steps.
+#[derive(Debug, Clone, Copy)]
+pub struct StepSetup {
+    pub batch: i64,
+    pub seq: i64,
+    pub precision: crate::train::Precision,
+    pub threads: Option<usize>,
+    pub warmup: usize,
+    pub steps: usize,
+}
+
+/// A method's step on a full batch (every row `seq` real tokens), by phase.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepBench {
+    pub model: String,
+    pub method: String,
+    pub precision: crate::train::Precision,
+    pub batch: i64,
+    pub seq: i64,
+    pub threads: i32,
+    pub trainable: i64,
+    pub profile: crate::train::profile::StepProfile,
+}
+
+/// Times `method`'s step on `model` with the Trainer's defaults (finetune's) and `setup`'s
+/// precision, on random token ids: the cost of a step depends on the shapes, not the text.
+pub fn step(model: &str, method: &crate::model::Method, setup: StepSetup) -> Result<StepBench> {
+    use crate::model::{DeviceChoice, LoadOptions};
+    use tch::{Kind, Tensor};
+    let _torch = crate::train::exclusive_torch();
+    let options = LoadOptions {
+        device: DeviceChoice::Cpu,
+        threads: setup.threads,
+        num_labels: Some(2),
+        seed: Some(42),
+        reinit_mismatched_head: true,
+        allow_missing: matches!(crate::model::hub::resolve(model)?, crate::model::ModelSource::Config(_)),
+        ..LoadOptions::default()
+    };
+    let mut loaded = crate::model::load(model, &options)?;
+    loaded.apply_method(method)?;
+    let defaults: crate::tasks::training::TrainParams =
+        serde_json::from_value(serde_json::json!({ "model": model })).context("finetune's defaults")?;
+    let mut config = defaults.training().config;
+    config.precision = setup.precision;
+    let vocab = loaded.config.vocab_size();
+    // Ids above the special tokens, so no row is padding.
+    let ids = Tensor::f_randint_low(1000.min(vocab - 1), vocab, [setup.batch, setup.seq], (Kind::Int64, tch::Device::Cpu))?;
+    let mask = Tensor::f_ones([setup.batch, setup.seq], (Kind::Int64, tch::Device::Cpu))?;
+    let labels = Tensor::f_randint(2, [setup.batch], (Kind::Int64, tch::Device::Cpu))?;
+    let profile = crate::train::profile::step_profile(&loaded, &config, (&ids, &mask, &labels), setup.warmup, setup.steps)?;
+    Ok(StepBench {
+        model: model.to_string(),
+        method: method.name().to_string(),
+        precision: setup.precision,
+        batch: setup.batch,
+        seq: setup.seq,
+        threads: tch::get_num_threads(),
+        trainable: loaded.param_counts().trainable,
+        profile,
     })
 }

@@ -157,6 +157,29 @@ enum Command {
     },
     /// Re-hash every artifact in the cache against its manifest; exit 1 if any is corrupt.
     Verify,
+    /// Time one tuning method's training step by phase (forward, backward, update) on a
+    /// full random batch: `orchestrate bench-step models/all-MiniLM-L6-v2 --method lora --set r=6`.
+    #[command(hide = true)]
+    BenchStep {
+        model: String,
+        #[arg(long, default_value = "full")]
+        method: String,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// `fp32` or `bf16`.
+        #[arg(long, default_value = "fp32")]
+        precision: String,
+        #[arg(long, default_value_t = 8)]
+        batch: i64,
+        #[arg(long, default_value_t = 256)]
+        seq: i64,
+        #[arg(long)]
+        threads: Option<usize>,
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+        #[arg(long, default_value_t = 5)]
+        steps: usize,
+    },
     /// Measure matmul GFLOP/s through libtorch (the MFU denominator of bench/run.sh).
     #[command(hide = true)]
     BenchMatmul {
@@ -295,6 +318,30 @@ fn main() -> ExitCode {
         Command::Inspect { model, method, sets } => {
             commands::inspect(&model, &method, &sets).and_then(|v| show(&v, mode))
         }
+        Command::BenchStep {
+            model,
+            method,
+            sets,
+            precision,
+            batch,
+            seq,
+            threads,
+            warmup,
+            steps,
+        } => serde_json::from_value(serde_json::Value::String(precision.clone()))
+            .map_err(|_| anyhow::anyhow!("--precision {precision:?}: expected fp32 or bf16"))
+            .and_then(|precision| {
+                let setup = orchestrate::bench::StepSetup {
+                    batch,
+                    seq,
+                    precision,
+                    threads,
+                    warmup,
+                    steps,
+                };
+                commands::bench_step(&model, &method, &sets, setup)
+            })
+            .and_then(|v| show(&v, mode)),
         Command::BenchMatmul {
             threads,
             seconds,

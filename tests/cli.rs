@@ -355,3 +355,29 @@ fn each_task_records_its_peak_memory_for_ls_and_the_report() {
         .stdout(predicate::str::contains("peak RSS"))
         .stdout(predicate::str::contains(" MiB"));
 }
+
+#[test]
+fn bench_step_times_the_phases_of_the_methods_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/models/tiny-bert");
+    let out = orchestrate(dir.path())
+        .args(["--json", "bench-step", model, "--method", "lora", "--set", "r=2"])
+        .args(["--seq", "16", "--batch", "2", "--warmup", "1", "--steps", "2", "--precision", "bf16"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["method"], "lora");
+    assert_eq!(v["precision"], "bf16");
+    assert_eq!(v["profile"]["steps"], 2);
+    // r = 2 on query and value of 2 layers (2 · 2 · 2 · (32 + 32)) + pooler and a 2-label classifier.
+    assert_eq!(v["trainable"], 2 * 2 * 2 * 64 + (32 * 32 + 32) + (32 * 2 + 2));
+    for phase in ["forward_s", "backward_s", "update_s"] {
+        assert!(v["profile"][phase].as_f64().unwrap() > 0.0, "{phase}: {v}");
+    }
+    orchestrate(dir.path())
+        .args(["bench-step", model, "--precision", "fp16"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("--precision \"fp16\": expected fp32 or bf16"));
+}

@@ -399,7 +399,8 @@ pub fn verify(settings: &Settings) -> Result<VerifyView> {
 
 /// `inspect MODEL --method M --set k=v`: the module tree and PEFT's parameter line, with the
 /// method's parameters validated exactly as in an experiment file.
-pub fn inspect(model: &str, method: &str, sets: &[String]) -> Result<InspectView> {
+/// `--set KEY=VALUE` pairs as a task table.
+fn set_table(sets: &[String]) -> Result<toml::Table> {
     let mut table = toml::Table::new();
     for set in sets {
         let (key, text) = set
@@ -407,7 +408,17 @@ pub fn inspect(model: &str, method: &str, sets: &[String]) -> Result<InspectView
             .with_context(|| format!("--set {set:?}: expected KEY=VALUE"))?;
         table.insert(key.trim().to_string(), cli_value(text.trim()));
     }
-    let parsed = crate::tasks::method(method, model, table)?;
+    Ok(table)
+}
+
+/// `orchestrate bench-step`: one method's training step on `model`, timed by phase.
+pub fn bench_step(model: &str, method: &str, sets: &[String], setup: crate::bench::StepSetup) -> Result<crate::bench::StepBench> {
+    let parsed = crate::tasks::method(method, model, set_table(sets)?)?;
+    crate::bench::step(model, &parsed, setup)
+}
+
+pub fn inspect(model: &str, method: &str, sets: &[String]) -> Result<InspectView> {
+    let parsed = crate::tasks::method(method, model, set_table(sets)?)?;
     Ok(InspectView {
         model: model.to_string(),
         method: method.to_string(),

@@ -18,6 +18,7 @@ pub mod adamw;
 pub mod data;
 mod engine;
 mod optimizer;
+pub mod profile;
 pub mod records;
 pub mod sampler;
 pub mod state;

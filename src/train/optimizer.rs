@@ -52,8 +52,18 @@ impl Optimizer {
     }
 
     pub(super) fn step(&mut self, loss: &Tensor, step: usize) -> Result<()> {
+        self.backward(loss)?;
+        self.update(step)
+    }
+
+    /// The gradients of `loss`, from zero.
+    pub(super) fn backward(&mut self, loss: &Tensor) -> Result<()> {
         self.adamw.zero_grad();
-        loss.f_backward()?;
+        Ok(loss.f_backward()?)
+    }
+
+    /// Clipping and the AdamW update with the gradients [`Optimizer::backward`] left.
+    pub(super) fn update(&mut self, step: usize) -> Result<()> {
         if self.max_grad_norm > 0.0 {
             tch::no_grad(|| -> Result<()> {
                 let grads: Vec<Tensor> = self.adamw.tensors().map(Tensor::grad).filter(Tensor::defined).collect();
