@@ -8,6 +8,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::adapters::{Ia3Spec, LoraSpec, QloraSpec};
+use super::bottleneck::BottleneckSpec;
 use super::error::ModelError;
 use super::prompt::PromptTuningSpec;
 
@@ -75,11 +76,15 @@ pub enum Method {
     Qlora(QloraSpec),
     /// Virtual tokens' embeddings in front of the input plus `modules_to_save`.
     PromptTuning(PromptTuningSpec),
+    /// Bottleneck adapters after the attention and/or feed-forward sublayers plus
+    /// `modules_to_save` (AdapterHub's `BnConfig`).
+    Adapter(BottleneckSpec),
 }
 
 impl Method {
-    /// Every method's name; `lora`, `ia3`, `qlora` and `prompt_tuning` take parameters.
-    pub const NAMES: &'static [&'static str] = &["full", "head", "bitfit", "lora", "ia3", "qlora", "prompt_tuning"];
+    /// Every method's name; `lora`, `ia3`, `qlora`, `prompt_tuning` and `adapter` take parameters.
+    pub const NAMES: &'static [&'static str] =
+        &["full", "head", "bitfit", "lora", "ia3", "qlora", "prompt_tuning", "adapter"];
 
     pub fn name(&self) -> &'static str {
         match self {
@@ -90,6 +95,7 @@ impl Method {
             Method::Ia3(_) => "ia3",
             Method::Qlora(_) => "qlora",
             Method::PromptTuning(_) => "prompt_tuning",
+            Method::Adapter(_) => "adapter",
         }
     }
 }

@@ -95,6 +95,7 @@ macro_rules! checkpoint_training_task {
     };
 }
 
+pub mod adapter;
 pub mod bitfit;
 pub mod check;
 pub mod classify;
@@ -465,6 +466,7 @@ pub fn registry() -> &'static [&'static dyn DynTask] {
         &Kind::<qlora::Qlora>(PhantomData),
         &Kind::<ia3::Ia3>(PhantomData),
         &Kind::<prompt_tuning::PromptTuning>(PhantomData),
+        &Kind::<adapter::Adapter>(PhantomData),
         &Kind::<svd_approx::SvdApprox>(PhantomData),
         &Kind::<surgery_check::SurgeryCheck>(PhantomData),
     ];
@@ -498,6 +500,7 @@ pub fn method(name: &str, model: &str, mut params: toml::Table) -> Result<crate:
         "prompt_tuning" => Method::PromptTuning(
             serde_json::from_value::<prompt_tuning::Params>(typed("prompt_tuning", params)?)?.spec(Path::new("."))?,
         ),
+        "adapter" => Method::Adapter(serde_json::from_value::<adapter::Params>(typed("adapter", params)?)?.spec()?),
         other => {
             let method: Method = other.parse()?;
             params.remove("model");
