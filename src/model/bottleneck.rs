@@ -465,3 +465,115 @@ pub fn adapter_tensors(model: &LoadedModel, spec: &BottleneckSpec) -> HashMap<St
     }
     out
 }
+
+/// The version of the library whose layout [`save_adapter`] writes.
+pub const LIBRARY_VERSION: &str = "adapters.1.3.0";
+
+/// A number as JSON, whole numbers without a fraction (as Python writes `16`).
+pub fn number(x: f64) -> serde_json::Value {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        (x as i64).into()
+    } else {
+        x.into()
+    }
+}
+
+/// `adapter_config.json` as the library writes it (`BnConfig.to_dict()` and the model's
+/// meta data); `model_name` is what the model was loaded from.
+pub fn adapter_config(model: &LoadedModel, spec: &BottleneckSpec, model_name: &str) -> serde_json::Value {
+    let residual_before_ln = match spec.residual_before_ln {
+        ResidualBeforeLn::Bool(b) => serde_json::Value::Bool(b),
+        ResidualBeforeLn::PostAdd(_) => "post_add".into(),
+    };
+    serde_json::json!({
+        "config": {
+            "adapter_residual_before_ln": spec.adapter_residual_before_ln,
+            "cross_adapter": false,
+            "dropout": spec.dropout,
+            "factorized_phm_W": true,
+            "factorized_phm_rule": false,
+            "hypercomplex_nonlinearity": "glorot-uniform",
+            "init_weights": spec.init_weights,
+            "init_weights_seed": null,
+            "inv_adapter": null,
+            "inv_adapter_reduction_factor": null,
+            "is_parallel": false,
+            "learn_phm": true,
+            "leave_out": spec.leave_out,
+            "ln_after": spec.ln_after,
+            "ln_before": spec.ln_before,
+            "mh_adapter": spec.mh_adapter,
+            "non_linearity": spec.non_linearity,
+            "original_ln_after": spec.original_ln_after,
+            "original_ln_before": spec.original_ln_before,
+            "output_adapter": spec.output_adapter,
+            "phm_bias": true,
+            "phm_c_init": "normal",
+            "phm_dim": 4,
+            "phm_init_range": 0.0001,
+            "phm_layer": false,
+            "phm_rank": 1,
+            "reduction_factor": number(spec.reduction_factor(model.config.hidden_size())),
+            "residual_before_ln": residual_before_ln,
+            "scaling": spec.scaling,
+            "shared_W_phm": false,
+            "shared_phm_rule": true,
+            "stochastic_depth": 0.0,
+            "use_gating": false,
+        },
+        "hidden_size": model.config.hidden_size(),
+        "model_class": model.model_class(),
+        "model_name": model_name,
+        "model_type": model.config.model_type(),
+        "name": spec.name,
+        "version": LIBRARY_VERSION,
+    })
+}
+
+/// `head_config.json` for the library's static head.
+fn head_config(model: &LoadedModel, model_name: &str) -> serde_json::Value {
+    serde_json::json!({
+        "config": null,
+        "hidden_size": model.config.hidden_size(),
+        "label2id": model.config.to_json()["label2id"],
+        "model_class": model.model_class(),
+        "model_name": model_name,
+        "model_type": model.config.model_type(),
+        "name": null,
+        "num_labels": model.config.num_labels,
+        "version": LIBRARY_VERSION,
+    })
+}
+
+fn write_json(path: &std::path::Path, value: &serde_json::Value) -> Result<()> {
+    let json = serde_json::to_string_pretty(value).expect("JSON values serialize");
+    std::fs::write(path, json + "\n").map_err(|e| ModelError::io(path, e))
+}
+
+/// Writes the library's `save_adapter(dir, name, use_safetensors=True)` files:
+/// `adapter_config.json`, `adapter.safetensors`, and, for the trained modules outside the
+/// encoder (the library's static head), `head_config.json` + `model_head.safetensors`;
+/// trained modules inside the encoder (BERT's pooler, which the library does not train)
+/// go to `modules_to_save.safetensors` under their model names.
+pub fn save_adapter(model: &LoadedModel, spec: &BottleneckSpec, model_name: &str, dir: &std::path::Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
+    super::checkpoint::save(&adapter_tensors(model, spec), &dir.join("adapter.safetensors"))?;
+    write_json(&dir.join("adapter_config.json"), &adapter_config(model, spec, model_name))?;
+    let base = model.network.base_prefix();
+    let (mut head, mut inside) = (HashMap::new(), HashMap::new());
+    for (name, t) in model.trainable_parameters() {
+        if spec.owns(&name) {
+            continue;
+        }
+        let into = if name.starts_with(base) { &mut inside } else { &mut head };
+        into.insert(name, t.detach());
+    }
+    if !head.is_empty() {
+        super::checkpoint::save(&head, &dir.join("model_head.safetensors"))?;
+        write_json(&dir.join("head_config.json"), &head_config(model, model_name))?;
+    }
+    if !inside.is_empty() {
+        super::checkpoint::save(&inside, &dir.join("modules_to_save.safetensors"))?;
+    }
+    Ok(())
+}

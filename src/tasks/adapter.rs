@@ -17,10 +17,7 @@
 //! `bert.pooler`, which the lab trains with the head and the library keeps frozen), under
 //! its model name, and `orchestrate.json`.
 
-use std::collections::HashMap;
-
 use anyhow::{Context as _, Result};
-use tch::Tensor;
 
 use super::training::{self, training_params};
 use super::{check, Context, Metrics, ParamError, Task, ValidateContext};
@@ -29,9 +26,6 @@ use crate::model::{LoadedModel, Method};
 use crate::train;
 
 pub struct Adapter;
-
-/// The version of the library whose layout `adapter/` follows.
-const LIBRARY_VERSION: &str = "adapters.1.3.0";
 
 training_params! {
     pub struct Params {
@@ -228,113 +222,11 @@ impl Params {
     }
 }
 
-/// A number as JSON, whole numbers without a fraction (as Python writes `16`).
-fn number(x: f64) -> serde_json::Value {
-    if x.fract() == 0.0 && x.abs() < 1e15 {
-        (x as i64).into()
-    } else {
-        x.into()
-    }
-}
-
-/// `adapter_config.json` as the library writes it (`BnConfig.to_dict()` and the model's
-/// meta data).
-fn adapter_config(params: &Params, spec: &BottleneckSpec, model: &LoadedModel) -> serde_json::Value {
-    let residual_before_ln = match spec.residual_before_ln {
-        ResidualBeforeLn::Bool(b) => serde_json::Value::Bool(b),
-        ResidualBeforeLn::PostAdd(_) => "post_add".into(),
-    };
-    serde_json::json!({
-        "config": {
-            "adapter_residual_before_ln": spec.adapter_residual_before_ln,
-            "cross_adapter": false,
-            "dropout": spec.dropout,
-            "factorized_phm_W": true,
-            "factorized_phm_rule": false,
-            "hypercomplex_nonlinearity": "glorot-uniform",
-            "init_weights": spec.init_weights,
-            "init_weights_seed": null,
-            "inv_adapter": null,
-            "inv_adapter_reduction_factor": null,
-            "is_parallel": false,
-            "learn_phm": true,
-            "leave_out": spec.leave_out,
-            "ln_after": spec.ln_after,
-            "ln_before": spec.ln_before,
-            "mh_adapter": spec.mh_adapter,
-            "non_linearity": spec.non_linearity,
-            "original_ln_after": spec.original_ln_after,
-            "original_ln_before": spec.original_ln_before,
-            "output_adapter": spec.output_adapter,
-            "phm_bias": true,
-            "phm_c_init": "normal",
-            "phm_dim": 4,
-            "phm_init_range": 0.0001,
-            "phm_layer": false,
-            "phm_rank": 1,
-            "reduction_factor": number(spec.reduction_factor(model.config.hidden_size())),
-            "residual_before_ln": residual_before_ln,
-            "scaling": spec.scaling,
-            "shared_W_phm": false,
-            "shared_phm_rule": true,
-            "stochastic_depth": 0.0,
-            "use_gating": false,
-        },
-        "hidden_size": model.config.hidden_size(),
-        "model_class": model.model_class(),
-        "model_name": params.model,
-        "model_type": model.config.model_type(),
-        "name": spec.name,
-        "version": LIBRARY_VERSION,
-    })
-}
-
-/// `head_config.json` for the library's static head.
-fn head_config(params: &Params, model: &LoadedModel) -> serde_json::Value {
-    serde_json::json!({
-        "config": null,
-        "hidden_size": model.config.hidden_size(),
-        "label2id": model.config.to_json()["label2id"],
-        "model_class": model.model_class(),
-        "model_name": params.model,
-        "model_type": model.config.model_type(),
-        "name": null,
-        "num_labels": model.config.num_labels,
-        "version": LIBRARY_VERSION,
-    })
-}
-
-fn write_json(path: &std::path::Path, value: &serde_json::Value) -> Result<()> {
-    let json = serde_json::to_string_pretty(value).expect("JSON values serialize");
-    std::fs::write(path, json + "\n").with_context(|| format!("cannot write {}", path.display()))
-}
-
 /// Writes `adapter/` (see the module doc); returns its path.
 fn save(params: &Params, spec: &BottleneckSpec, model: &LoadedModel, ctx: &Context) -> Result<std::path::PathBuf> {
     let dir = ctx.output(super::lora::ADAPTER_DIR);
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let save = |tensors: &HashMap<String, Tensor>, file: &str| -> Result<()> {
-        crate::model::checkpoint::save(tensors, &dir.join(file))
-            .with_context(|| format!("cannot save the adapter to {}", dir.display()))
-    };
-    save(&bottleneck::adapter_tensors(model, spec), "adapter.safetensors")?;
-    write_json(&dir.join("adapter_config.json"), &adapter_config(params, spec, model))?;
-    let base = model.network.base_prefix();
-    let (mut head, mut inside) = (HashMap::new(), HashMap::new());
-    for (name, t) in model.trainable_parameters() {
-        if spec.owns(&name) {
-            continue;
-        }
-        let into = if name.starts_with(base) { &mut inside } else { &mut head };
-        into.insert(name, t.detach());
-    }
-    if !head.is_empty() {
-        save(&head, "model_head.safetensors")?;
-        write_json(&dir.join("head_config.json"), &head_config(params, model))?;
-    }
-    if !inside.is_empty() {
-        save(&inside, "modules_to_save.safetensors")?;
-    }
+    bottleneck::save_adapter(model, spec, &params.model, &dir)
+        .with_context(|| format!("cannot save the adapter to {}", dir.display()))?;
     let info = training::CheckpointInfo {
         pooling: params.pooling,
         method: "adapter".into(),
@@ -366,7 +258,7 @@ impl Task for Adapter {
         let hidden = model.config.hidden_size();
         metrics
             .extra
-            .insert("reduction_factor".into(), number(spec.reduction_factor(hidden)));
+            .insert("reduction_factor".into(), bottleneck::number(spec.reduction_factor(hidden)));
         metrics
             .extra
             .insert("bottleneck_size".into(), spec.down_sample(hidden).into());
