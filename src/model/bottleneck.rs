@@ -172,15 +172,34 @@ impl BottleneckSpec {
         }
     }
 
-    /// The bottleneck width for a hidden size: `int(hidden // reduction_factor)`, at least 1.
+    /// The bottleneck width for a hidden size: `int(hidden // reduction_factor)` with
+    /// Python's float floor division, at least 1.
     pub fn down_sample(&self, hidden: i64) -> i64 {
-        ((hidden as f64 / self.reduction_factor(hidden)).floor() as i64).max(1)
+        (py_floordiv(hidden as f64, self.reduction_factor(hidden)) as i64).max(1)
     }
 
     /// Whether `param` is one of this adapter's parameters.
     pub fn owns(&self, param: &str) -> bool {
         param.contains(&format!(".adapters.{}.", self.name))
     }
+}
+
+/// Python's `a // b` for floats (CPython's `float_floor_div`): from `fmod`, so it can be
+/// one below `floor(a / b)` when the quotient rounds up to a whole number (32 // 6.4 is 4).
+pub fn py_floordiv(a: f64, b: f64) -> f64 {
+    let m = a % b;
+    let mut div = (a - m) / b;
+    if m != 0.0 && (b < 0.0) != (m < 0.0) {
+        div -= 1.0;
+    }
+    if div == 0.0 {
+        return 0.0_f64.copysign(a / b);
+    }
+    let mut floor = div.floor();
+    if div - floor > 0.5 {
+        floor += 1.0;
+    }
+    floor
 }
 
 /// One bottleneck adapter (the library's `Adapter`) with the residual and LayerNorm logic
@@ -576,4 +595,39 @@ pub fn save_adapter(model: &LoadedModel, spec: &BottleneckSpec, model_name: &str
         super::checkpoint::save(&inside, &dir.join("modules_to_save.safetensors"))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn widths_as_python_floor_divides() {
+        // int(768 // 16) = 48; int(32 // 6.4) = 4 (not floor(32 / 6.4) = 5); at least 1.
+        assert_eq!(py_floordiv(768.0, 16.0), 48.0);
+        assert_eq!(py_floordiv(32.0, 32.0 / 5.0), 4.0);
+        assert_eq!(py_floordiv(32.0, 32.0 / 7.0), 7.0);
+        assert_eq!(py_floordiv(7.0, 2.0), 3.0);
+        assert_eq!(py_floordiv(1.0, 0.3), 3.0);
+        let spec = |rf| BottleneckSpec {
+            name: "a".into(),
+            mh_adapter: true,
+            output_adapter: true,
+            size: BottleneckSize::ReductionFactor(rf),
+            non_linearity: "relu".into(),
+            original_ln_before: false,
+            original_ln_after: true,
+            residual_before_ln: ResidualBeforeLn::Bool(true),
+            adapter_residual_before_ln: false,
+            ln_before: false,
+            ln_after: false,
+            init_weights: InitWeights::Bert,
+            scaling: 1.0,
+            dropout: 0.0,
+            leave_out: vec![],
+            modules_to_save: None,
+        };
+        assert_eq!(spec(64.0).down_sample(32), 1);
+        assert_eq!(spec(0.5).down_sample(32), 64);
+    }
 }
