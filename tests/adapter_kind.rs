@@ -68,9 +68,15 @@ fn houlsby_and_pfeiffer_train_adapters_and_save_the_library_layout() {
     let up_bias = &weights["bert.encoder.layer.1.output.adapters.adapter.adapter_up.bias"];
     assert!(up_bias.abs().max().double_value(&[]) > 0.0);
     let head = tensors(&adapter.join("model_head.safetensors"));
-    assert_eq!(head.keys().collect::<Vec<_>>(), ["classifier.bias", "classifier.weight"]);
+    assert_eq!(
+        head.keys().collect::<Vec<_>>(),
+        ["classifier.bias", "classifier.weight"]
+    );
     let pooler = tensors(&adapter.join("modules_to_save.safetensors"));
-    assert_eq!(pooler.keys().collect::<Vec<_>>(), ["bert.pooler.dense.bias", "bert.pooler.dense.weight"]);
+    assert_eq!(
+        pooler.keys().collect::<Vec<_>>(),
+        ["bert.pooler.dense.bias", "bert.pooler.dense.weight"]
+    );
     assert!(adapter.join("head_config.json").is_file());
     assert!(adapter.join("orchestrate.json").is_file());
 

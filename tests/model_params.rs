@@ -180,7 +180,10 @@ fn adapter_counts_as_the_adapters_library_counts_them() {
         "{out}"
     );
     assert!(out.contains("(attention_adapters): BottleneckLayer("), "{out}");
-    assert!(out.contains("(0): Linear(in_features=768, out_features=48, bias=True)"), "{out}");
+    assert!(
+        out.contains("(0): Linear(in_features=768, out_features=48, bias=True)"),
+        "{out}"
+    );
     assert!(out.contains("(f): SiLU()"), "{out}");
     let mut params = toml::Table::new();
     params.insert("config".into(), "pfeiffer".into());
@@ -194,5 +197,8 @@ fn adapter_counts_as_the_adapters_library_counts_them() {
     params.insert("reduction_factor".into(), 0.0.into());
     let zero = orchestrate::tasks::method("adapter", config.to_str().unwrap(), params).unwrap();
     let err = inspect::run(config.to_str().unwrap(), &zero).unwrap_err();
-    assert!(err.to_string().contains("reduction_factor must be positive, got 0"), "{err}");
+    assert!(
+        err.to_string().contains("reduction_factor must be positive, got 0"),
+        "{err}"
+    );
 }

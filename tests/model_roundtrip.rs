@@ -10,9 +10,7 @@ mod support;
 use std::path::{Path, PathBuf};
 
 use orchestrate::model::adapters::{self, BiasMode, Ia3Spec, LoraInit, LoraSpec, QloraSpec};
-use orchestrate::model::bottleneck::{
-    self, BottleneckSize, BottleneckSpec, InitWeights, PostAdd, ResidualBeforeLn,
-};
+use orchestrate::model::bottleneck::{self, BottleneckSize, BottleneckSpec, InitWeights, PostAdd, ResidualBeforeLn};
 use orchestrate::model::nf4::{self, BlockMaxima, Nf4Weight};
 use orchestrate::model::prompt::{PromptStart, PromptTuningSpec};
 use orchestrate::model::{self, LoadOptions, Method};
@@ -431,7 +429,11 @@ fn bottleneck_roundtrip(name: &str, dir_name: &str, spec: BottleneckSpec) {
     let (ids, mask, logits) = encode_and_forward(&m, &texts);
     bottleneck::save_adapter(&m, &spec, name, &out.join("adapter")).unwrap();
     let mut saved = 0;
-    for file in ["adapter.safetensors", "model_head.safetensors", "modules_to_save.safetensors"] {
+    for file in [
+        "adapter.safetensors",
+        "model_head.safetensors",
+        "modules_to_save.safetensors",
+    ] {
         let path = out.join("adapter").join(file);
         if path.is_file() {
             saved += Tensor::read_safetensors(&path)
@@ -444,7 +446,10 @@ fn bottleneck_roundtrip(name: &str, dir_name: &str, spec: BottleneckSpec) {
         }
     }
     let trainable = m.param_counts().trainable;
-    assert_eq!(saved, trainable, "{dir_name}: the adapter files hold exactly what trains");
+    assert_eq!(
+        saved, trainable,
+        "{dir_name}: the adapter files hold exactly what trains"
+    );
     std::fs::write(
         out.join("trainable.json"),
         serde_json::json!({ "trainable": trainable, "all": m.param_counts().all }).to_string(),

@@ -577,7 +577,10 @@ fn write_json(path: &std::path::Path, value: &serde_json::Value) -> Result<()> {
 pub fn save_adapter(model: &LoadedModel, spec: &BottleneckSpec, model_name: &str, dir: &std::path::Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
     super::checkpoint::save(&adapter_tensors(model, spec), &dir.join("adapter.safetensors"))?;
-    write_json(&dir.join("adapter_config.json"), &adapter_config(model, spec, model_name))?;
+    write_json(
+        &dir.join("adapter_config.json"),
+        &adapter_config(model, spec, model_name),
+    )?;
     let base = model.network.base_prefix();
     let (mut head, mut inside) = (HashMap::new(), HashMap::new());
     for (name, t) in model.trainable_parameters() {

@@ -206,7 +206,10 @@ impl TransformerBlock {
             ("output_layer_norm", self.output_layer_norm.module_node()),
         ];
         if self.attention_adapters.is_some() || self.output_adapters.is_some() {
-            children.push(("attention_adapters", Bottleneck::layer_node(self.attention_adapters.as_ref())));
+            children.push((
+                "attention_adapters",
+                Bottleneck::layer_node(self.attention_adapters.as_ref()),
+            ));
             children.push(("output_adapters", Bottleneck::layer_node(self.output_adapters.as_ref())));
         }
         ModuleNode::new("TransformerBlock", children)

@@ -83,8 +83,16 @@ pub enum Method {
 
 impl Method {
     /// Every method's name; `lora`, `ia3`, `qlora`, `prompt_tuning` and `adapter` take parameters.
-    pub const NAMES: &'static [&'static str] =
-        &["full", "head", "bitfit", "lora", "ia3", "qlora", "prompt_tuning", "adapter"];
+    pub const NAMES: &'static [&'static str] = &[
+        "full",
+        "head",
+        "bitfit",
+        "lora",
+        "ia3",
+        "qlora",
+        "prompt_tuning",
+        "adapter",
+    ];
 
     pub fn name(&self) -> &'static str {
         match self {

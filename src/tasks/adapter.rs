@@ -21,7 +21,9 @@ use anyhow::{Context as _, Result};
 
 use super::training::{self, training_params};
 use super::{check, Context, Metrics, ParamError, Task, ValidateContext};
-use crate::model::bottleneck::{self, BottleneckSize, BottleneckSpec, InitWeights, NonLinearity, PostAdd, ResidualBeforeLn};
+use crate::model::bottleneck::{
+    self, BottleneckSize, BottleneckSpec, InitWeights, NonLinearity, PostAdd, ResidualBeforeLn,
+};
 use crate::model::{LoadedModel, Method};
 use crate::train;
 
@@ -142,15 +144,24 @@ impl Params {
         let p = preset(self.config.as_deref()).ok_or_else(|| {
             ParamError::at(
                 "config",
-                format!("unknown adapter config {:?}: expected one of {PRESETS}", self.config.as_deref().unwrap_or("")),
+                format!(
+                    "unknown adapter config {:?}: expected one of {PRESETS}",
+                    self.config.as_deref().unwrap_or("")
+                ),
             )
         })?;
         if self.adapter_name.is_empty()
-            || !self.adapter_name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            || !self
+                .adapter_name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         {
             return Err(ParamError::at(
                 "adapter_name",
-                format!("adapter_name {:?} must be letters, digits, `_` or `-` (it is part of parameter names)", self.adapter_name),
+                format!(
+                    "adapter_name {:?} must be letters, digits, `_` or `-` (it is part of parameter names)",
+                    self.adapter_name
+                ),
             ));
         }
         if self.reduction_factor.is_some() && self.bottleneck_size.is_some() {
@@ -173,7 +184,11 @@ impl Params {
             ));
         }
         if !self.mh_adapter.unwrap_or(p.mh_adapter) && !self.output_adapter.unwrap_or(true) {
-            let key = if self.output_adapter.is_some() { "output_adapter" } else { "mh_adapter" };
+            let key = if self.output_adapter.is_some() {
+                "output_adapter"
+            } else {
+                "mh_adapter"
+            };
             return Err(ParamError::at(
                 key,
                 "mh_adapter and output_adapter are both false: no adapter would be added",
@@ -190,7 +205,10 @@ impl Params {
         }
         if let Some(scaling) = self.scaling {
             if !scaling.is_finite() {
-                return Err(ParamError::at("scaling", format!("scaling must be a finite number, got {scaling}")));
+                return Err(ParamError::at(
+                    "scaling",
+                    format!("scaling must be a finite number, got {scaling}"),
+                ));
             }
         }
         if let Some(dropout) = self.dropout {
@@ -201,7 +219,10 @@ impl Params {
         if let Some(&bad) = self.leave_out.iter().flatten().find(|&&i| i >= layers) {
             return Err(ParamError::at(
                 "leave_out",
-                format!("leave_out lists layer {bad}, but the model has {layers} layers (0 to {})", layers - 1),
+                format!(
+                    "leave_out lists layer {bad}, but the model has {layers} layers (0 to {})",
+                    layers - 1
+                ),
             ));
         }
         if let Some(size) = self.bottleneck_size {
@@ -256,9 +277,10 @@ impl Task for Adapter {
         let mut metrics = training::training_metrics("adapter", &model, &outcome)?;
         let bytes = std::fs::metadata(dir.join("adapter.safetensors"))?.len();
         let hidden = model.config.hidden_size();
-        metrics
-            .extra
-            .insert("reduction_factor".into(), bottleneck::number(spec.reduction_factor(hidden)));
+        metrics.extra.insert(
+            "reduction_factor".into(),
+            bottleneck::number(spec.reduction_factor(hidden)),
+        );
         metrics
             .extra
             .insert("bottleneck_size".into(), spec.down_sample(hidden).into());
