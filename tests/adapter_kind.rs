@@ -35,7 +35,8 @@ fn tensors(path: &Path) -> BTreeMap<String, Tensor> {
 fn houlsby_and_pfeiffer_train_adapters_and_save_the_library_layout() {
     let tasks = "[tasks.houlsby]\nkind = \"adapter\"\ninputs = \"tokens\"\nepochs = 1\nlr = 1e-2\n\
                  [tasks.pfeiffer]\nkind = \"adapter\"\ninputs = \"tokens\"\nepochs = 1\nlr = 1e-2\n\
-                 config = \"pfeiffer\"\nbottleneck_size = 4\nadapter_name = \"sst2\"\nleave_out = [0]\n";
+                 config = \"pfeiffer\"\nbottleneck_size = 4\nadapter_name = \"sst2\"\nleave_out = [0]\n\
+                 [tasks.bf16]\nkind = \"adapter\"\ninputs = \"tokens\"\nepochs = 1\nprecision = \"bf16\"\nln_before = true\n";
     let dir = support::sandbox_with(&format!(
         "[experiment]\nname = \"adapter\"\n{}",
         support::models::tiny_bert_experiment("", tasks)
@@ -100,4 +101,15 @@ fn houlsby_and_pfeiffer_train_adapters_and_save_the_library_layout() {
         serde_json::from_slice(&std::fs::read(out.join("adapter/adapter_config.json")).unwrap()).unwrap();
     assert_eq!(config["config"]["original_ln_before"], true);
     assert_eq!(config["config"]["leave_out"], serde_json::json!([0]));
+
+    // Mixed precision trains the float32 adapters too; the LayerNorm before the bottleneck
+    // is saved under both of torch's names.
+    let (metrics, out) = &artifacts["bf16"];
+    assert!(metrics["accuracy"].as_f64().unwrap() >= 0.0);
+    assert_eq!(metrics["trainable_params"], 4 * (162 + 64) + 1056 + 66);
+    let weights = tensors(&out.join("adapter/adapter.safetensors"));
+    let prefix = "bert.encoder.layer.0.output.adapters.adapter.";
+    assert!(weights[&format!("{prefix}adapter_down.1.weight")].kind() == tch::Kind::Float);
+    assert!(weights[&format!("{prefix}adapter_norm_before.weight")]
+        .equal(&weights[&format!("{prefix}adapter_down.0.weight")]));
 }

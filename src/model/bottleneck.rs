@@ -633,4 +633,42 @@ mod tests {
         assert_eq!(spec(64.0).down_sample(32), 1);
         assert_eq!(spec(0.5).down_sample(32), 64);
     }
+
+    #[test]
+    fn initialisations_are_the_librarys() {
+        let _torch = crate::train::exclusive_torch();
+        tch::manual_seed(3);
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let spec = |init| BottleneckSpec {
+            name: "a".into(),
+            mh_adapter: true,
+            output_adapter: true,
+            size: BottleneckSize::ReductionFactor(4.0),
+            non_linearity: "swish".into(),
+            original_ln_before: false,
+            original_ln_after: true,
+            residual_before_ln: ResidualBeforeLn::Bool(true),
+            adapter_residual_before_ln: false,
+            ln_before: false,
+            ln_after: false,
+            init_weights: init,
+            scaling: 1.0,
+            dropout: 0.0,
+            leave_out: vec![],
+            modules_to_save: None,
+        };
+        let std = |t: &Tensor| t.std(true).double_value(&[]);
+        let max = |t: &Tensor| t.abs().max().double_value(&[]);
+        let bert = Bottleneck::new(&(vs.root() / "bert"), 512, &spec(InitWeights::Bert)).unwrap();
+        assert!((std(&bert.down_weight) - 0.02).abs() < 1e-3);
+        assert_eq!(max(&bert.down_bias) + max(&bert.up_bias), 0.0);
+        let houlsby = Bottleneck::new(&(vs.root() / "houlsby"), 512, &spec(InitWeights::Houlsby)).unwrap();
+        // N(0, 0.01) cut at two standard deviations: std 0.0088, nothing beyond 0.02.
+        assert!(max(&houlsby.up_weight) <= 0.02);
+        assert!((std(&houlsby.down_weight) - 0.0088).abs() < 5e-4, "{}", std(&houlsby.down_weight));
+        let mam = Bottleneck::new(&(vs.root() / "mam"), 512, &spec(InitWeights::MamAdapter)).unwrap();
+        assert_eq!(max(&mam.up_weight), 0.0);
+        let bound = 1.0 / 512f64.sqrt();
+        assert!(max(&mam.down_weight) <= bound && max(&mam.down_weight) > 0.9 * bound);
+    }
 }
