@@ -16,6 +16,9 @@
 //! `modules_to_save.safetensors` with any trained module inside the encoder (BERT's
 //! `bert.pooler`, which the lab trains with the head and the library keeps frozen), under
 //! its model name, and `orchestrate.json`.
+//!
+//! The learning rate is Trainer's default (5e-5) as on every training kind; adapters usually
+//! want more (Houlsby et al. swept 3e-5, 3e-4 and 3e-3): see docs/task-kinds.md.
 
 use anyhow::{Context as _, Result};
 
