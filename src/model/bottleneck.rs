@@ -665,7 +665,11 @@ mod tests {
         let houlsby = Bottleneck::new(&(vs.root() / "houlsby"), 512, &spec(InitWeights::Houlsby)).unwrap();
         // N(0, 0.01) cut at two standard deviations: std 0.0088, nothing beyond 0.02.
         assert!(max(&houlsby.up_weight) <= 0.02);
-        assert!((std(&houlsby.down_weight) - 0.0088).abs() < 5e-4, "{}", std(&houlsby.down_weight));
+        assert!(
+            (std(&houlsby.down_weight) - 0.0088).abs() < 5e-4,
+            "{}",
+            std(&houlsby.down_weight)
+        );
         let mam = Bottleneck::new(&(vs.root() / "mam"), 512, &spec(InitWeights::MamAdapter)).unwrap();
         assert_eq!(max(&mam.up_weight), 0.0);
         let bound = 1.0 / 512f64.sqrt();
