@@ -142,7 +142,7 @@ enum Command {
     Inspect {
         /// A model folder, a hub id in the Hugging Face cache, or a bare config.json.
         model: String,
-        /// The tuning method: full, head, bitfit, lora, ia3, qlora, prompt_tuning or prefix_tuning.
+        /// The tuning method: full, head, bitfit, lora, ia3, qlora, prompt_tuning, prefix_tuning or adapter.
         #[arg(long, default_value = "full")]
         method: String,
         /// A parameter of the method, as in the experiment file: `--set r=6 --set lora_alpha=12

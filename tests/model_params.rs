@@ -116,7 +116,7 @@ fn inspect_folder_and_bad_method() {
     let err = "prefix".parse::<Method>().unwrap_err();
     assert_eq!(
         err.to_string(),
-        "unknown method \"prefix\": expected one of full, head, bitfit, lora, ia3, qlora, prompt_tuning, prefix_tuning"
+        "unknown method \"prefix\": expected one of full, head, bitfit, lora, ia3, qlora, prompt_tuning, prefix_tuning, adapter"
     );
 }
 
@@ -184,4 +184,43 @@ fn prefix_tuning_counts_as_peft_prints_them() {
     let mlp = 20 * 768 + (768 * 128 + 128) + (128 * 9216 + 9216);
     let expected = format!("\ntrainable params: {} || ", orchestrate::model::params::thousands(mlp + 592_130));
     assert!(projected.contains(&expected), "{expected} in {projected}");
+}
+
+/// The AdapterHub `adapters` library (1.3.0) on distilbert-base-uncased's config, random
+/// init, after `add_adapter(name, config)` and `train_adapter(name)`, counts
+/// Houlsby (`double_seq_bn`): 1,486,658 trainable of 67,849,538 — 6 layers × 2 adapters ×
+/// (768·48 + 48 + 48·768 + 768) + pre_classifier and classifier (592,130);
+/// Pfeiffer (`seq_bn`): 1,039,394 of 67,402,274 (one adapter a layer).
+#[test]
+fn adapter_counts_as_the_adapters_library_counts_them() {
+    let config = base_config();
+    let houlsby = orchestrate::tasks::method("adapter", config.to_str().unwrap(), toml::Table::new()).unwrap();
+    let out = inspect::run(config.to_str().unwrap(), &houlsby).unwrap();
+    assert!(out.contains("\nmethod: adapter\n"), "{out}");
+    assert!(
+        out.contains("\ntrainable params: 1,486,658 || all params: 67,849,538 || "),
+        "{out}"
+    );
+    assert!(out.contains("(attention_adapters): BottleneckLayer("), "{out}");
+    assert!(
+        out.contains("(0): Linear(in_features=768, out_features=48, bias=True)"),
+        "{out}"
+    );
+    assert!(out.contains("(f): SiLU()"), "{out}");
+    let mut params = toml::Table::new();
+    params.insert("config".into(), "pfeiffer".into());
+    let pfeiffer = orchestrate::tasks::method("adapter", config.to_str().unwrap(), params).unwrap();
+    let out = inspect::run(config.to_str().unwrap(), &pfeiffer).unwrap();
+    assert!(
+        out.contains("\ntrainable params: 1,039,394 || all params: 67,402,274 || "),
+        "{out}"
+    );
+    let mut params = toml::Table::new();
+    params.insert("reduction_factor".into(), 0.0.into());
+    let zero = orchestrate::tasks::method("adapter", config.to_str().unwrap(), params).unwrap();
+    let err = inspect::run(config.to_str().unwrap(), &zero).unwrap_err();
+    assert!(
+        err.to_string().contains("reduction_factor must be positive, got 0"),
+        "{err}"
+    );
 }

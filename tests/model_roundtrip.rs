@@ -10,6 +10,7 @@ mod support;
 use std::path::{Path, PathBuf};
 
 use orchestrate::model::adapters::{self, BiasMode, Ia3Spec, LoraInit, LoraSpec, QloraSpec};
+use orchestrate::model::bottleneck::{self, BottleneckSize, BottleneckSpec, InitWeights, PostAdd, ResidualBeforeLn};
 use orchestrate::model::nf4::{self, BlockMaxima, Nf4Weight};
 use orchestrate::model::prefix::{PrefixInit, PrefixTuningSpec};
 use orchestrate::model::prompt::{PromptStart, PromptTuningSpec};
@@ -449,4 +450,134 @@ fn prefix_tuning_adapter_round_trip_bert() {
 fn prefix_tuning_with_projection_adapter_round_trip_bert() {
     let (_keep, dir) = out_dir("peft-prefix-projection-bert");
     adapter_roundtrip("tiny-bert", &dir, &prefix_spec(Some(16)), prefix_config(Some(16)));
+}
+
+/// A bottleneck adapter for the AdapterHub `adapters` library: the base under `base/`, the
+/// library's `save_adapter` layout under `adapter/`, the Rust logits with perturbed adapter
+/// and head weights, and the trainable count (`trainable.json`) that
+/// scripts/check_adapters.py (in .venv-adapters) must reproduce. Kept under `bottleneck/`,
+/// apart from PEFT's folders, since it needs another transformers.
+fn bottleneck_roundtrip(name: &str, dir_name: &str, spec: BottleneckSpec) {
+    let (_keep, out) = out_dir(&format!("bottleneck/{dir_name}"));
+    let texts = [
+        "the movie was great",
+        "this film was really boring and the plot was bad",
+    ];
+    let mut m = model::load(fixture(name).to_str().unwrap(), &cpu()).unwrap();
+    m.save(&out.join("base")).unwrap();
+    let method = Method::Adapter(spec.clone());
+    m.apply_method(&method).unwrap();
+    perturb(m.trainable_parameters(), 5, 0.1);
+    let (ids, mask, logits) = encode_and_forward(&m, &texts);
+    bottleneck::save_adapter(&m, &spec, name, &out.join("adapter")).unwrap();
+    let mut saved = 0;
+    for file in [
+        "adapter.safetensors",
+        "model_head.safetensors",
+        "modules_to_save.safetensors",
+    ] {
+        let path = out.join("adapter").join(file);
+        if path.is_file() {
+            saved += Tensor::read_safetensors(&path)
+                .unwrap()
+                .iter()
+                // LayerNorm before the bottleneck is saved twice, as torch's state dict has it.
+                .filter(|(k, _)| !(spec.ln_before && k.contains(".adapter_down.0.")))
+                .map(|(_, t)| t.numel() as i64)
+                .sum::<i64>();
+        }
+    }
+    let trainable = m.param_counts().trainable;
+    assert_eq!(
+        saved, trainable,
+        "{dir_name}: the adapter files hold exactly what trains"
+    );
+    std::fs::write(
+        out.join("trainable.json"),
+        serde_json::json!({ "trainable": trainable, "all": m.param_counts().all }).to_string(),
+    )
+    .unwrap();
+    write_rust_outputs(&out, ids, mask, logits);
+}
+
+fn houlsby() -> BottleneckSpec {
+    BottleneckSpec {
+        name: "adapter".into(),
+        mh_adapter: true,
+        output_adapter: true,
+        size: BottleneckSize::ReductionFactor(16.0),
+        non_linearity: "swish".into(),
+        original_ln_before: false,
+        original_ln_after: true,
+        residual_before_ln: ResidualBeforeLn::Bool(true),
+        adapter_residual_before_ln: false,
+        ln_before: false,
+        ln_after: false,
+        init_weights: InitWeights::Bert,
+        scaling: 1.0,
+        dropout: 0.0,
+        leave_out: vec![],
+        modules_to_save: None,
+    }
+}
+
+fn pfeiffer() -> BottleneckSpec {
+    BottleneckSpec {
+        mh_adapter: false,
+        non_linearity: "relu".into(),
+        original_ln_before: true,
+        ..houlsby()
+    }
+}
+
+#[test]
+fn houlsby_adapter_round_trip_distilbert() {
+    bottleneck_roundtrip("tiny-distilbert", "houlsby-distilbert", houlsby());
+}
+
+#[test]
+fn houlsby_adapter_round_trip_bert() {
+    // The lab trains BERT's pooler with the head: saved in modules_to_save.safetensors.
+    bottleneck_roundtrip("tiny-bert", "houlsby-bert", houlsby());
+}
+
+#[test]
+fn pfeiffer_adapter_round_trip_bert_with_adapter_layer_norms() {
+    let spec = BottleneckSpec {
+        name: "sst2".into(),
+        ln_before: true,
+        ln_after: true,
+        size: BottleneckSize::Width(8),
+        non_linearity: "gelu".into(),
+        init_weights: InitWeights::Houlsby,
+        modules_to_save: Some(vec!["classifier".into()]),
+        ..pfeiffer()
+    };
+    bottleneck_roundtrip("tiny-bert", "pfeiffer-ln-bert", spec);
+}
+
+#[test]
+fn pfeiffer_adapter_round_trip_distilbert_post_add() {
+    let spec = BottleneckSpec {
+        residual_before_ln: ResidualBeforeLn::PostAdd(PostAdd::PostAdd),
+        adapter_residual_before_ln: true,
+        ln_after: true,
+        scaling: 0.5,
+        leave_out: vec![1],
+        init_weights: InitWeights::MamAdapter,
+        ..pfeiffer()
+    };
+    bottleneck_roundtrip("tiny-distilbert", "pfeiffer-post-add-distilbert", spec);
+}
+
+#[test]
+fn adapter_without_original_layer_norm_round_trip_bert() {
+    let spec = BottleneckSpec {
+        residual_before_ln: ResidualBeforeLn::Bool(false),
+        original_ln_after: false,
+        original_ln_before: true,
+        non_linearity: "tanh".into(),
+        ..houlsby()
+    };
+    bottleneck_roundtrip("tiny-bert", "no-ln-after-bert", spec);
 }

@@ -41,6 +41,7 @@ const EVERY_TRAINING_KIND: &str = "[tasks.features]\nkind = \"features\"\ninputs
      [tasks.bitfit]\nkind = \"bitfit\"\ninputs = \"tokens\"\nepochs = 2\n\
      [tasks.prompt]\nkind = \"prompt_tuning\"\ninputs = \"tokens\"\nepochs = 2\nnum_virtual_tokens = 4\n\
      [tasks.prefix]\nkind = \"prefix_tuning\"\ninputs = \"tokens\"\nepochs = 2\nnum_virtual_tokens = 3\nprefix_projection = true\nencoder_hidden_size = 8\n\
+     [tasks.adapter]\nkind = \"adapter\"\ninputs = \"tokens\"\nepochs = 2\ndropout = 0.1\n\
      [tasks.bf16]\nkind = \"finetune\"\ninputs = \"tokens\"\nepochs = 2\nprecision = \"bf16\"\n";
 
 /// One `orchestrate --json run` on `cache`: how it ended and its events.
@@ -198,6 +199,7 @@ fn every_training_kind_resumes_after_an_abort_to_the_uninterrupted_result() {
     assert_eq!(
         resumed,
         [
+            "adapter",
             "bf16",
             "bitfit",
             "finetune",

@@ -114,6 +114,13 @@ macro_rules! prefix {
     };
 }
 
+/// A bottleneck adapter training on the tokens with one more key, on line 17.
+macro_rules! adapter {
+    ($key:literal) => {
+        concat!("[tasks.ad]\nkind = \"adapter\"\ninputs = \"tokens\"\n", $key, "\n")
+    };
+}
+
 /// An SVD approximation of a fine-tuned model in a head-tuned one; `rank` on line 24.
 macro_rules! svd {
     ($rank:literal) => {
@@ -359,6 +366,86 @@ const MODEL_CASES: &[Case] = &[
         1,
         Some("tasks.prompt.token_dim"),
         "token_dim = 768, but the model's hidden size is 32",
+    ),
+    (
+        "unknown adapter config",
+        adapter!("config = \"compacter\""),
+        17,
+        1,
+        Some("tasks.ad.config"),
+        "unknown adapter config \"compacter\": expected one of double_seq_bn (houlsby), seq_bn (pfeiffer)",
+    ),
+    (
+        "adapter reduction factor 0",
+        adapter!("reduction_factor = 0.0"),
+        17,
+        1,
+        Some("tasks.ad.reduction_factor"),
+        "reduction_factor must be a positive number",
+    ),
+    (
+        "adapter reduction factor and bottleneck size",
+        adapter!("reduction_factor = 8.0\nbottleneck_size = 4"),
+        18,
+        1,
+        Some("tasks.ad.bottleneck_size"),
+        "give reduction_factor or bottleneck_size, not both",
+    ),
+    (
+        "adapter non-linearity unknown",
+        adapter!("non_linearity = \"softplus\""),
+        17,
+        1,
+        Some("tasks.ad.non_linearity"),
+        "non_linearity \"softplus\" is not one of relu, swish",
+    ),
+    (
+        "adapter nowhere",
+        adapter!("config = \"pfeiffer\"\noutput_adapter = false"),
+        18,
+        1,
+        Some("tasks.ad.output_adapter"),
+        "mh_adapter and output_adapter are both false",
+    ),
+    (
+        "adapter post_add without the original LayerNorm before",
+        adapter!("residual_before_ln = \"post_add\""),
+        17,
+        1,
+        Some("tasks.ad.residual_before_ln"),
+        "it needs original_ln_before = true",
+    ),
+    (
+        "adapter left out of a layer the model lacks",
+        adapter!("leave_out = [0, 2]"),
+        17,
+        1,
+        Some("tasks.ad.leave_out"),
+        "leave_out lists layer 2, but the model has 2 layers (0 to 1)",
+    ),
+    (
+        "adapter bottleneck size the library cannot reach",
+        adapter!("bottleneck_size = 5"),
+        17,
+        1,
+        Some("tasks.ad.bottleneck_size"),
+        "bottleneck_size = 5 is not reachable as the library computes widths (hidden 32 // reduction_factor 6.4)",
+    ),
+    (
+        "adapter dropout 1",
+        adapter!("dropout = 1.0"),
+        17,
+        1,
+        Some("tasks.ad.dropout"),
+        "dropout must be in [0, 1)",
+    ),
+    (
+        "adapter name with a dot",
+        adapter!("adapter_name = \"a.b\""),
+        17,
+        1,
+        Some("tasks.ad.adapter_name"),
+        "adapter_name \"a.b\" must be letters, digits",
     ),
     (
         "LoRA alpha 0",

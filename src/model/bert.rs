@@ -8,6 +8,7 @@
 use tch::nn;
 use tch::{Kind, Tensor};
 
+use super::bottleneck::Bottleneck;
 use super::config::BertConfig;
 use super::error::Result;
 use super::heads::BertPooler;
@@ -89,6 +90,9 @@ pub struct BertResidualOutput {
     pub dense: LinearSlot,
     pub layer_norm: LayerNorm,
     pub dropout: Dropout,
+    /// A bottleneck adapter after the dropout (`crate::model::bottleneck`): it takes over
+    /// the residual + LayerNorm.
+    pub adapter: Option<Bottleneck>,
     class: &'static str,
 }
 
@@ -100,24 +104,29 @@ impl BertResidualOutput {
             dropout: Dropout {
                 p: c.hidden_dropout_prob,
             },
+            adapter: None,
             class,
         })
     }
 
     pub fn forward_t(&self, xs: &Tensor, residual: &Tensor, train: bool) -> Result<Tensor> {
         let h = self.dropout.forward_t(&self.dense.forward_t(xs, train)?, train)?;
-        self.layer_norm.forward(&h.f_add(residual)?)
+        match &self.adapter {
+            Some(adapter) => adapter.forward_t(&h, residual, &self.layer_norm, train),
+            None => self.layer_norm.forward(&h.f_add(residual)?),
+        }
     }
 
     fn module_node(&self) -> ModuleNode {
-        ModuleNode::new(
-            self.class,
-            vec![
-                ("dense", self.dense.module_node()),
-                ("LayerNorm", self.layer_norm.module_node()),
-                ("dropout", self.dropout.module_node()),
-            ],
-        )
+        let mut children = vec![
+            ("dense", self.dense.module_node()),
+            ("LayerNorm", self.layer_norm.module_node()),
+            ("dropout", self.dropout.module_node()),
+        ];
+        if self.adapter.is_some() {
+            children.push(("adapters", Bottleneck::adapters_node(self.adapter.as_ref())));
+        }
+        ModuleNode::new(self.class, children)
     }
 }
 

@@ -6,6 +6,7 @@
 use tch::nn;
 use tch::{Kind, Tensor};
 
+use super::bottleneck::Bottleneck;
 use super::config::DistilBertConfig;
 use super::error::Result;
 use super::layers::{
@@ -170,6 +171,10 @@ pub struct TransformerBlock {
     pub sa_layer_norm: LayerNorm,
     pub ffn: Ffn,
     pub output_layer_norm: LayerNorm,
+    /// Bottleneck adapters after attention and after the FFN (`crate::model::bottleneck`):
+    /// they take over the residual + LayerNorm.
+    pub attention_adapters: Option<Bottleneck>,
+    pub output_adapters: Option<Bottleneck>,
 }
 
 impl TransformerBlock {
@@ -179,26 +184,39 @@ impl TransformerBlock {
             sa_layer_norm: LayerNorm::new(&(p / "sa_layer_norm"), c.dim, LN_EPS)?,
             ffn: Ffn::new(&(p / "ffn"), c)?,
             output_layer_norm: LayerNorm::new(&(p / "output_layer_norm"), c.dim, LN_EPS)?,
+            attention_adapters: None,
+            output_adapters: None,
         })
     }
 
     pub fn forward_t(&self, xs: &Tensor, mask: &Tensor, prefix: Option<&KvPrefix>, train: bool) -> Result<Tensor> {
         let sa = self.attention.forward_t(xs, mask, prefix, train)?;
-        let sa = self.sa_layer_norm.forward(&sa.f_add(xs)?)?;
+        let sa = match &self.attention_adapters {
+            Some(adapter) => adapter.forward_t(&sa, xs, &self.sa_layer_norm, train)?,
+            None => self.sa_layer_norm.forward(&sa.f_add(xs)?)?,
+        };
         let ffn = self.ffn.forward_t(&sa, train)?;
-        self.output_layer_norm.forward(&ffn.f_add(&sa)?)
+        match &self.output_adapters {
+            Some(adapter) => adapter.forward_t(&ffn, &sa, &self.output_layer_norm, train),
+            None => self.output_layer_norm.forward(&ffn.f_add(&sa)?),
+        }
     }
 
     fn module_node(&self) -> ModuleNode {
-        ModuleNode::new(
-            "TransformerBlock",
-            vec![
-                ("attention", self.attention.module_node()),
-                ("sa_layer_norm", self.sa_layer_norm.module_node()),
-                ("ffn", self.ffn.module_node()),
-                ("output_layer_norm", self.output_layer_norm.module_node()),
-            ],
-        )
+        let mut children = vec![
+            ("attention", self.attention.module_node()),
+            ("sa_layer_norm", self.sa_layer_norm.module_node()),
+            ("ffn", self.ffn.module_node()),
+            ("output_layer_norm", self.output_layer_norm.module_node()),
+        ];
+        if self.attention_adapters.is_some() || self.output_adapters.is_some() {
+            children.push((
+                "attention_adapters",
+                Bottleneck::layer_node(self.attention_adapters.as_ref()),
+            ));
+            children.push(("output_adapters", Bottleneck::layer_node(self.output_adapters.as_ref())));
+        }
+        ModuleNode::new("TransformerBlock", children)
     }
 }
 

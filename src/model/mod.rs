@@ -20,6 +20,7 @@
 
 pub mod adapters;
 pub mod bert;
+pub mod bottleneck;
 pub mod checkpoint;
 pub mod config;
 pub mod distilbert;
@@ -691,6 +692,11 @@ impl LoadedModel {
                 self.set_trainable(|n| {
                     n.ends_with(".ia3_l") || saved.map_or(in_head(n), |s| adapters::in_modules(s, n))
                 });
+            }
+            Method::Adapter(spec) => {
+                bottleneck::inject_bottleneck(self, spec)?;
+                let saved = spec.modules_to_save.as_deref();
+                self.set_trainable(|n| spec.owns(n) || saved.map_or(in_head(n), |s| adapters::in_modules(s, n)));
             }
             Method::PromptTuning(spec) => {
                 prompt::inject_prompt(self, spec)?;

@@ -8,6 +8,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::adapters::{Ia3Spec, LoraSpec, QloraSpec};
+use super::bottleneck::BottleneckSpec;
 use super::error::ModelError;
 use super::prefix::PrefixTuningSpec;
 use super::prompt::PromptTuningSpec;
@@ -78,13 +79,25 @@ pub enum Method {
     PromptTuning(PromptTuningSpec),
     /// Key/value prefixes in every layer's attention plus `modules_to_save`.
     PrefixTuning(PrefixTuningSpec),
+    /// Bottleneck adapters after the attention and/or feed-forward sublayers plus
+    /// `modules_to_save` (AdapterHub's `BnConfig`).
+    Adapter(BottleneckSpec),
 }
 
 impl Method {
-    /// Every method's name; `lora`, `ia3`, `qlora`, `prompt_tuning` and `prefix_tuning` take
-    /// parameters.
-    pub const NAMES: &'static [&'static str] =
-        &["full", "head", "bitfit", "lora", "ia3", "qlora", "prompt_tuning", "prefix_tuning"];
+    /// Every method's name; `lora`, `ia3`, `qlora`, `prompt_tuning`, `prefix_tuning` and
+    /// `adapter` take parameters.
+    pub const NAMES: &'static [&'static str] = &[
+        "full",
+        "head",
+        "bitfit",
+        "lora",
+        "ia3",
+        "qlora",
+        "prompt_tuning",
+        "prefix_tuning",
+        "adapter",
+    ];
 
     pub fn name(&self) -> &'static str {
         match self {
@@ -96,6 +109,7 @@ impl Method {
             Method::Qlora(_) => "qlora",
             Method::PromptTuning(_) => "prompt_tuning",
             Method::PrefixTuning(_) => "prefix_tuning",
+            Method::Adapter(_) => "adapter",
         }
     }
 }

@@ -95,6 +95,7 @@ macro_rules! checkpoint_training_task {
     };
 }
 
+pub mod adapter;
 pub mod bitfit;
 pub mod check;
 pub mod classify;
@@ -467,6 +468,7 @@ pub fn registry() -> &'static [&'static dyn DynTask] {
         &Kind::<ia3::Ia3>(PhantomData),
         &Kind::<prompt_tuning::PromptTuning>(PhantomData),
         &Kind::<prefix_tuning::PrefixTuning>(PhantomData),
+        &Kind::<adapter::Adapter>(PhantomData),
         &Kind::<svd_approx::SvdApprox>(PhantomData),
         &Kind::<surgery_check::SurgeryCheck>(PhantomData),
     ];
@@ -503,6 +505,7 @@ pub fn method(name: &str, model: &str, mut params: toml::Table) -> Result<crate:
         "prefix_tuning" => Method::PrefixTuning(
             serde_json::from_value::<prefix_tuning::Params>(typed("prefix_tuning", params)?)?.spec(),
         ),
+        "adapter" => Method::Adapter(serde_json::from_value::<adapter::Params>(typed("adapter", params)?)?.spec()?),
         other => {
             let method: Method = other.parse()?;
             params.remove("model");
