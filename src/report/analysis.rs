@@ -266,6 +266,27 @@ mod tests {
         );
     }
 
+    /// PiSSA is the `lora` kind with another initialisation: its rank sweep is a curve of its
+    /// own beside LoRA's and the SVD's, named by the method the task reports.
+    #[test]
+    fn a_pissa_sweep_is_its_own_curve_beside_lora() {
+        let mut entries = entries(&[
+            ("lora", &[("r", "4")], 0.85),
+            ("lora", &[("r", "1")], 0.80),
+            ("svd_approx", &[("rank", "8")], 0.75),
+        ]);
+        let mut pissa = entries[..2].to_vec();
+        for (entry, method) in entries.iter_mut().zip(["LoRA", "LoRA"]).chain(pissa.iter_mut().zip(["PiSSA", "PiSSA"])) {
+            entry.method = Some(method.to_string());
+        }
+        for entry in &mut pissa {
+            entry.task = format!("pissa_{}", entry.task);
+        }
+        entries.extend(pissa);
+        let labels: Vec<String> = rank_curves(&entries).into_iter().map(|c| c.label).collect();
+        assert_eq!(labels, ["LoRA", "svd_approx", "PiSSA"]);
+    }
+
     #[test]
     fn the_frontier_keeps_points_no_smaller_model_beats() {
         // (params, accuracy): the 2,000-parameter model is beaten by the 1,000 one.
