@@ -110,10 +110,16 @@ pub fn step(model: &str, method: &crate::model::Method, setup: StepSetup) -> Res
     config.precision = setup.precision;
     let vocab = loaded.config.vocab_size();
     // Ids above the special tokens, so no row is padding.
-    let ids = Tensor::f_randint_low(1000.min(vocab - 1), vocab, [setup.batch, setup.seq], (Kind::Int64, tch::Device::Cpu))?;
+    let ids = Tensor::f_randint_low(
+        1000.min(vocab - 1),
+        vocab,
+        [setup.batch, setup.seq],
+        (Kind::Int64, tch::Device::Cpu),
+    )?;
     let mask = Tensor::f_ones([setup.batch, setup.seq], (Kind::Int64, tch::Device::Cpu))?;
     let labels = Tensor::f_randint(2, [setup.batch], (Kind::Int64, tch::Device::Cpu))?;
-    let profile = crate::train::profile::step_profile(&loaded, &config, (&ids, &mask, &labels), setup.warmup, setup.steps)?;
+    let profile =
+        crate::train::profile::step_profile(&loaded, &config, (&ids, &mask, &labels), setup.warmup, setup.steps)?;
     Ok(StepBench {
         model: model.to_string(),
         method: method.name().to_string(),

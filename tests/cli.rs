@@ -362,7 +362,18 @@ fn bench_step_times_the_phases_of_the_methods_step() {
     let model = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/models/tiny-bert");
     let out = orchestrate(dir.path())
         .args(["--json", "bench-step", model, "--method", "lora", "--set", "r=2"])
-        .args(["--seq", "16", "--batch", "2", "--warmup", "1", "--steps", "2", "--precision", "bf16"])
+        .args([
+            "--seq",
+            "16",
+            "--batch",
+            "2",
+            "--warmup",
+            "1",
+            "--steps",
+            "2",
+            "--precision",
+            "bf16",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -168,8 +168,9 @@ fn prompt_tuning_counts_as_peft_prints_them() {
 fn prefix_tuning_counts_as_peft_prints_them() {
     let base = base_config();
     let count = |params: &str| {
-        let method = orchestrate::tasks::method("prefix_tuning", base.to_str().unwrap(), toml::from_str(params).unwrap())
-            .unwrap();
+        let method =
+            orchestrate::tasks::method("prefix_tuning", base.to_str().unwrap(), toml::from_str(params).unwrap())
+                .unwrap();
         inspect::run(base.to_str().unwrap(), &method).unwrap()
     };
     // 20 virtual tokens × 6 layers × (keys + values) × 768 + pre_classifier and classifier.
@@ -182,7 +183,10 @@ fn prefix_tuning_counts_as_peft_prints_them() {
     // Projected: 20 × 768 embeddings, Linear(768, 128), Linear(128, 6 · 2 · 768), + head.
     let projected = count("prefix_projection = true\nencoder_hidden_size = 128");
     let mlp = 20 * 768 + (768 * 128 + 128) + (128 * 9216 + 9216);
-    let expected = format!("\ntrainable params: {} || ", orchestrate::model::params::thousands(mlp + 592_130));
+    let expected = format!(
+        "\ntrainable params: {} || ",
+        orchestrate::model::params::thousands(mlp + 592_130)
+    );
     assert!(projected.contains(&expected), "{expected} in {projected}");
 }
 

@@ -412,7 +412,12 @@ fn set_table(sets: &[String]) -> Result<toml::Table> {
 }
 
 /// `orchestrate bench-step`: one method's training step on `model`, timed by phase.
-pub fn bench_step(model: &str, method: &str, sets: &[String], setup: crate::bench::StepSetup) -> Result<crate::bench::StepBench> {
+pub fn bench_step(
+    model: &str,
+    method: &str,
+    sets: &[String],
+    setup: crate::bench::StepSetup,
+) -> Result<crate::bench::StepBench> {
     let parsed = crate::tasks::method(method, model, set_table(sets)?)?;
     crate::bench::step(model, &parsed, setup)
 }

@@ -788,6 +788,27 @@ impl View for MatmulBench {
     }
 }
 
+impl View for StepBench {
+    fn human(&self, _: Mode, text: &mut Text) {
+        let out = &mut text.stdout;
+        let p = &self.profile;
+        let ms = |s: f64| s * 1e3;
+        let _ = writeln!(
+            out,
+            "{} on {}, {:?}, batch {} × {} tokens, {} threads, {} trainable, mean of {} steps:",
+            self.method, self.model, self.precision, self.batch, self.seq, self.threads, self.trainable, p.steps
+        );
+        let _ = writeln!(
+            out,
+            "  step {:.1} ms = forward {:.1} + backward {:.1} + update {:.1}",
+            ms(p.step_s()),
+            ms(p.forward_s),
+            ms(p.backward_s),
+            ms(p.update_s)
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -877,26 +898,5 @@ mod tests {
             "1 task failed:\ndetached; follow with `orchestrate status exp.toml --follow`\n"
         );
         assert!(!detached.ok());
-    }
-}
-
-impl View for StepBench {
-    fn human(&self, _: Mode, text: &mut Text) {
-        let out = &mut text.stdout;
-        let p = &self.profile;
-        let ms = |s: f64| s * 1e3;
-        let _ = writeln!(
-            out,
-            "{} on {}, {:?}, batch {} × {} tokens, {} threads, {} trainable, mean of {} steps:",
-            self.method, self.model, self.precision, self.batch, self.seq, self.threads, self.trainable, p.steps
-        );
-        let _ = writeln!(
-            out,
-            "  step {:.1} ms = forward {:.1} + backward {:.1} + update {:.1}",
-            ms(p.step_s()),
-            ms(p.forward_s),
-            ms(p.backward_s),
-            ms(p.update_s)
-        );
     }
 }

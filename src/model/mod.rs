@@ -604,8 +604,7 @@ impl LoadedModel {
         let device = self.device();
         let ids = input_ids.f_to_device(device)?;
         let mask = attention_mask.f_to_device(device)?;
-        self.network
-            .forward_t(&ids, &mask, self.virtual_tokens.as_ref(), train)
+        self.network.forward_t(&ids, &mask, self.virtual_tokens.as_ref(), train)
     }
 
     pub fn device(&self) -> Device {

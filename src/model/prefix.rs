@@ -132,7 +132,10 @@ pub fn inject_prefix(model: &mut LoadedModel, spec: &PrefixTuningSpec) -> Result
     let encoder = &root / ENCODER;
     let embedding = &encoder / "embedding";
     let (embedding, transform) = match spec.prefix_projection {
-        false => (embedding.f_var("weight", &[n, flat], if zero { Init::Const(0.0) } else { normal })?, None),
+        false => (
+            embedding.f_var("weight", &[n, flat], if zero { Init::Const(0.0) } else { normal })?,
+            None,
+        ),
         true => {
             let encoder_hidden = spec.encoder_hidden_size.unwrap_or(hidden);
             let embedding = embedding.f_var("weight", &[n, hidden], normal)?;
@@ -145,7 +148,10 @@ pub fn inject_prefix(model: &mut LoadedModel, spec: &PrefixTuningSpec) -> Result
                     Init::Uniform { lo: -bound, up: bound }
                 };
                 let p = &encoder / "transform" / index;
-                Ok((p.f_var("weight", &[output, input], init)?, p.f_var("bias", &[output], init)?))
+                Ok((
+                    p.f_var("weight", &[output, input], init)?,
+                    p.f_var("bias", &[output], init)?,
+                ))
             };
             let first = torch_linear(0, hidden, encoder_hidden, false)?;
             let second = torch_linear(2, encoder_hidden, flat, zero)?;
@@ -188,7 +194,9 @@ mod tests {
     use crate::model::{self, LoadOptions};
 
     fn tiny(name: &str) -> LoadedModel {
-        let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models").join(name);
+        let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/models")
+            .join(name);
         let opts = LoadOptions {
             device: model::DeviceChoice::Cpu,
             ..LoadOptions::default()
@@ -217,7 +225,9 @@ mod tests {
             let after = tch::no_grad(|| m.forward(&ids, &mask, false)).unwrap();
             let moved = (&after - &before).abs().max().double_value(&[]);
             assert!(moved > 1e-3, "{name}: the prefix moved the logits by only {moved}");
-            let Some(crate::model::VirtualTokens::Prefix(encoder)) = &m.virtual_tokens else { panic!() };
+            let Some(crate::model::VirtualTokens::Prefix(encoder)) = &m.virtual_tokens else {
+                panic!()
+            };
             let (hidden, heads) = (m.config.hidden_size(), m.config.num_attention_heads());
             let flat = encoder.flat().unwrap();
             let prefixes = encoder.layer_prefixes(2).unwrap();

@@ -276,7 +276,11 @@ mod tests {
             ("svd_approx", &[("rank", "8")], 0.75),
         ]);
         let mut pissa = entries[..2].to_vec();
-        for (entry, method) in entries.iter_mut().zip(["LoRA", "LoRA"]).chain(pissa.iter_mut().zip(["PiSSA", "PiSSA"])) {
+        for (entry, method) in entries
+            .iter_mut()
+            .zip(["LoRA", "LoRA"])
+            .chain(pissa.iter_mut().zip(["PiSSA", "PiSSA"]))
+        {
             entry.method = Some(method.to_string());
         }
         for entry in &mut pissa {
