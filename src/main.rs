@@ -233,6 +233,7 @@ fn show<V: View>(view: &V, mode: Mode) -> anyhow::Result<bool> {
 }
 
 fn main() -> ExitCode {
+    orchestrate::util::keep_freed_memory();
     let cli = Cli::parse();
     let mode = if cli.json {
         Mode::Json

@@ -171,3 +171,33 @@ mod tests {
         assert_eq!(fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
     }
 }
+
+/// Makes glibc's malloc keep freed memory in the process instead of returning it to the
+/// system at once. A training step allocates and frees the same large activation tensors
+/// every step (libtorch's CPU allocator is malloc); by default glibc maps blocks over its
+/// mmap threshold fresh each time and trims the heap eagerly, so every step pays the kernel
+/// to fault in and zero those pages again. With the threshold at glibc's maximum (32 MiB)
+/// and the heap trimmed only above 1 GiB free, the pages are reused (`orchestrate bench-step`
+/// measures the step with and without: docs/performance.md). The price is memory: the heap
+/// holds freed blocks for reuse (up to 1 GiB above what is live, plus 64 MiB of padding), so
+/// the peak RSS rises by a fraction of a GiB. Does nothing off glibc, or when `MALLOC_*`
+/// tuning variables or `GLIBC_TUNABLES` are set (the user's choice wins: setting any
+/// `MALLOC_` variable, e.g. `MALLOC_ARENA_MAX=8`, restores glibc's defaults otherwise).
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let user_tuned = std::env::vars_os().any(|(name, _)| {
+            let name = name.to_string_lossy();
+            name.starts_with("MALLOC_") || name == "GLIBC_TUNABLES"
+        });
+        if user_tuned {
+            return;
+        }
+        // SAFETY: mallopt only changes allocator parameters; called before any thread starts.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+            libc::mallopt(libc::M_TOP_PAD, 64 << 20);
+        }
+    }
+}
