@@ -28,6 +28,9 @@ pub struct AdamW {
     beta1: f64,
     beta2: f64,
     eps: f64,
+    /// Two buffers as large as the largest parameter, for the update's intermediates: fresh
+    /// temporaries of that size (the word embeddings') cost a page fault per page every step.
+    scratch: Option<(Tensor, Tensor)>,
 }
 
 /// Names of the moment tensors in a saved state.
@@ -51,6 +54,7 @@ impl AdamW {
             beta1,
             beta2,
             eps,
+            scratch: None,
         }
     }
 
@@ -68,6 +72,15 @@ impl AdamW {
     pub fn step(&mut self, lr: f64) -> Result<()> {
         let (beta1, beta2, eps) = (self.beta1, self.beta2, self.eps);
         tch::no_grad(|| {
+            let (first, second) = match &self.scratch {
+                Some(buffers) => buffers,
+                None => {
+                    let largest = self.params.iter().map(|p| p.tensor.numel()).max().unwrap_or(0) as i64;
+                    let options = (tch::Kind::Float, self.params.first().map_or(tch::Device::Cpu, |p| p.tensor.device()));
+                    self.scratch
+                        .insert((Tensor::f_empty([largest], options)?, Tensor::f_empty([largest], options)?))
+                }
+            };
             for param in &mut self.params {
                 let grad = param.tensor.grad();
                 if !grad.defined() {
@@ -85,17 +98,22 @@ impl AdamW {
                     }),
                 };
                 moments.step += 1;
+                // The same operations as torch's single-tensor AdamW, into the scratch buffers.
+                let shape = param.tensor.size();
+                let numel = param.tensor.numel() as i64;
+                let scaled = first.f_narrow(0, 0, numel)?.f_view(shape.as_slice())?;
+                let denom = second.f_narrow(0, 0, numel)?.f_view(shape.as_slice())?;
                 let _ = moments.exp_avg.f_lerp_(&grad, 1.0 - beta1)?;
                 let _ = moments.exp_avg_sq.f_mul_scalar_(beta2)?;
-                let _ = moments.exp_avg_sq.f_addcmul_(&grad, &grad.f_mul_scalar(1.0 - beta2)?)?;
+                let _ = grad.f_mul_scalar_out(&scaled, 1.0 - beta2)?;
+                let _ = moments.exp_avg_sq.f_addcmul_(&grad, &scaled)?;
                 let bias_correction1 = 1.0 - beta1.powf(moments.step as f64);
                 let bias_correction2 = 1.0 - beta2.powf(moments.step as f64);
-                let denom = moments
-                    .exp_avg_sq
-                    .f_sqrt()?
-                    .f_div_scalar(bias_correction2.sqrt())?
-                    .f_add_scalar(eps)?;
-                let update = moments.exp_avg.f_mul_scalar(-lr / bias_correction1)?;
+                let _ = moments.exp_avg_sq.f_sqrt_out(&denom)?;
+                let mut denom = denom;
+                let _ = denom.f_div_scalar_(bias_correction2.sqrt())?;
+                let _ = denom.f_add_scalar_(eps)?;
+                let update = moments.exp_avg.f_mul_scalar_out(&scaled, -lr / bias_correction1)?;
                 let _ = param.tensor.f_addcdiv_(&update, &denom)?;
             }
             Ok(())
