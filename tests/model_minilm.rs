@@ -100,7 +100,12 @@ fn minilm_inspect_counts() {
 fn the_minilm_experiments_plan() {
     let Some(_) = minilm() else { return };
     let root = env!("CARGO_MANIFEST_DIR");
-    for (file, tasks) in [("lab.toml", 39), ("peft-family.toml", 42), ("peft-lr-probe.toml", 15)] {
+    for (file, tasks) in [
+        ("lab.toml", 39),
+        ("peft-family.toml", 17),
+        ("pissa-rank.toml", 33),
+        ("peft-lr-probe.toml", 15),
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let out = support::orchestrate(dir.path())
             .env("ORCHESTRATE_CACHE_DIR", dir.path().join("cache"))

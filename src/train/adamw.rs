@@ -76,9 +76,14 @@ impl AdamW {
                 Some(buffers) => buffers,
                 None => {
                     let largest = self.params.iter().map(|p| p.tensor.numel()).max().unwrap_or(0) as i64;
-                    let options = (tch::Kind::Float, self.params.first().map_or(tch::Device::Cpu, |p| p.tensor.device()));
-                    self.scratch
-                        .insert((Tensor::f_empty([largest], options)?, Tensor::f_empty([largest], options)?))
+                    let options = (
+                        tch::Kind::Float,
+                        self.params.first().map_or(tch::Device::Cpu, |p| p.tensor.device()),
+                    );
+                    self.scratch.insert((
+                        Tensor::f_empty([largest], options)?,
+                        Tensor::f_empty([largest], options)?,
+                    ))
                 }
             };
             for param in &mut self.params {
