@@ -53,8 +53,12 @@ fn reset_peak() {
 
 /// `VmHWM` from `/proc/self/status`, in bytes.
 pub fn peak_rss_bytes() -> Option<u64> {
+    status_bytes("VmHWM:")
+}
+
+fn status_bytes(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status_field_kib(&status, "VmHWM:").map(|kib| kib * 1024)
+    status_field_kib(&status, field).map(|kib| kib * 1024)
 }
 
 fn status_field_kib(status: &str, field: &str) -> Option<u64> {
@@ -65,12 +69,6 @@ fn status_field_kib(status: &str, field: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// `VmRSS` from `/proc/self/status`, in bytes.
-    fn current_rss_bytes() -> Option<u64> {
-        let status = std::fs::read_to_string("/proc/self/status").ok()?;
-        status_field_kib(&status, "VmRSS:").map(|kib| kib * 1024)
-    }
 
     /// A window resets the mark only when no other is open, so these tests take turns.
     static ONE_WINDOW_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -99,9 +97,9 @@ mod tests {
         crate::util::keep_freed_memory();
         let blocks: Vec<Vec<u8>> = (0..64).map(|_| vec![1u8; 4 << 20]).collect();
         std::hint::black_box(&blocks);
-        let held = current_rss_bytes().expect("Linux reports VmRSS");
+        let held = status_bytes("VmRSS:").expect("Linux reports VmRSS");
         drop(blocks);
-        let kept = current_rss_bytes().unwrap();
+        let kept = status_bytes("VmRSS:").unwrap();
         assert!(
             kept + (128 << 20) > held,
             "the allocator keeps freed blocks: {kept} vs {held}"
