@@ -127,6 +127,49 @@ fn one_seed_gives_identical_weights() {
 }
 
 #[test]
+fn a_training_writes_its_batch_order_and_replays_a_given_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = "[tasks.finetune]\nkind = \"finetune\"\ninputs = \"tokens\"\nlr = 1e-3\nepochs = 2\ngroup_by_length = true\n";
+    let own = run(dir.path(), "own", body);
+    let order = own.json_file("finetune", "batch_order.json");
+    let examples = order["examples"].as_u64().unwrap() as usize;
+    let epochs: Vec<Vec<usize>> = serde_json::from_value(order["epochs"].clone()).unwrap();
+    assert_eq!(epochs.len(), 2);
+    for epoch in &epochs {
+        let mut sorted = epoch.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..examples).collect::<Vec<_>>(), "a permutation of the training split");
+    }
+    assert_ne!(epochs[0], epochs[1], "each epoch draws its own order");
+    let weights = |run: &Run| run.manifest("finetune").files["checkpoint/model.safetensors"].clone();
+
+    // Fed its own order, a training is the same run, under a key of its own.
+    let with_order = |file: &str| format!("{body}batch_order = \"{file}\"\n");
+    std::fs::write(dir.path().join("own.json"), serde_json::to_vec(&order).unwrap()).unwrap();
+    let replayed = run(dir.path(), "replayed", &with_order("own.json"));
+    assert_eq!(weights(&replayed), weights(&own));
+    assert_ne!(replayed.manifest("finetune").key, own.manifest("finetune").key);
+    assert_eq!(replayed.json_file("finetune", "batch_order.json"), order);
+
+    // Another order trains another model, and is the order it reports.
+    let reversed: Vec<Vec<usize>> = epochs.iter().map(|e| e.iter().rev().copied().collect()).collect();
+    let mut other = order.clone();
+    other["epochs"] = serde_json::to_value(&reversed).unwrap();
+    std::fs::write(dir.path().join("reversed.json"), serde_json::to_vec(&other).unwrap()).unwrap();
+    let reordered = run(dir.path(), "reordered", &with_order("reversed.json"));
+    assert_ne!(weights(&reordered), weights(&own));
+    assert_eq!(reordered.json_file("finetune", "batch_order.json"), other);
+
+    // An order that is not a permutation fails the task, naming the file and the place.
+    let mut twice = order.clone();
+    twice["epochs"][1][3] = twice["epochs"][1][0].clone();
+    std::fs::write(dir.path().join("twice.json"), serde_json::to_vec(&twice).unwrap()).unwrap();
+    let bad = run(dir.path(), "bad", &with_order("twice.json"));
+    let error = bad.error("finetune");
+    assert!(error.contains("twice.json") && error.contains("epoch 2, position 3"), "{error}");
+}
+
+#[test]
 fn head_tuning_trains_the_head_only_from_features_computed_once() {
     let dir = tempfile::tempdir().unwrap();
     let body = "[tasks.features]\nkind = \"features\"\ninputs = \"tokens\"\n\

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 
-use super::tokenize::{self, model_files, model_path};
+use super::tokenize::{self, model_path};
 use super::training::{self, TrainParams};
 use super::{features, Context, Metrics, ParamError, ReportRole, Slot, Task, ValidateContext};
 use crate::model::Method;
@@ -29,7 +29,7 @@ impl Task for Headtune {
     }
 
     fn files(params: &TrainParams, base_dir: &Path) -> Result<Vec<(&'static str, PathBuf)>> {
-        model_files(base_dir, &params.model)
+        training::training_files(base_dir, &params.model, params.batch_order.as_deref())
     }
 
     fn reports() -> bool {

@@ -49,7 +49,7 @@ macro_rules! trains_on_tokens {
             params: &$params,
             base_dir: &std::path::Path,
         ) -> anyhow::Result<Vec<(&'static str, std::path::PathBuf)>> {
-            crate::tasks::tokenize::model_files(base_dir, &params.model)
+            crate::tasks::training::training_files(base_dir, &params.model, params.batch_order.as_deref())
         }
 
         fn reports() -> bool {

@@ -4,7 +4,7 @@
 //! head, running the engine ([`crate::train`]) with its resume states kept in the store,
 //! and the trained model's `checkpoint/` and metrics.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
 use serde::{Deserialize, Serialize};
@@ -89,6 +89,11 @@ macro_rules! training_params {
             /// How much better than the best an evaluation must be to count as an improvement.
             #[serde(default, skip_serializing_if = "crate::tasks::training::is_zero")]
             pub early_stopping_threshold: f64,
+            /// A JSON file (relative to the experiment file) with the training order to use,
+            /// one permutation of the training examples per epoch, as in the
+            /// `batch_order.json` every training writes; its content keys the task.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub batch_order: Option<String>,
             $($(#[$fattr])* pub $field: $ty,)*
         }
 
@@ -97,6 +102,7 @@ macro_rules! training_params {
             pub fn training(&self) -> crate::tasks::training::TrainingArgs<'_> {
                 crate::tasks::training::TrainingArgs {
                     model: &self.model,
+                    batch_order: self.batch_order.as_deref(),
                     device: self.device,
                     threads: self.threads,
                     config: crate::train::TrainConfig {
@@ -117,6 +123,7 @@ macro_rules! training_params {
                         group_by_length: self.group_by_length,
                         precision: self.precision,
                         dropout_masks: self.dropout_masks,
+                        batch_order: None,
                         best: crate::train::BestModel {
                             metric: self.metric_for_best_model,
                             load_best_model_at_end: self.load_best_model_at_end,
@@ -200,6 +207,8 @@ pub mod defaults {
 /// The training arguments of a task's parameters, as [`fit`] and the engine take them.
 pub struct TrainingArgs<'a> {
     pub model: &'a str,
+    /// The `batch_order` file, read when training starts into `config.batch_order`.
+    pub batch_order: Option<&'a str>,
     pub device: DeviceChoice,
     pub threads: Option<usize>,
     pub config: TrainConfig,
@@ -283,14 +292,76 @@ pub fn train_resumably(
     eval: &dyn Examples,
     n_classes: usize,
 ) -> Result<TrainOutcome> {
-    let outcome = train::train(&hooks(ctx), model, &params.config, train, eval, n_classes)?;
-    let state = train::trainer_state::trainer_state(&params.config, &outcome, train.len());
+    let mut config = params.config.clone();
+    if let Some(file) = params.batch_order {
+        config.batch_order = Some(read_batch_order(&ctx.resolve(Path::new(file)), train.len(), config.epochs)?);
+    }
+    let outcome = train::train(&hooks(ctx), model, &config, train, eval, n_classes)?;
+    let state = train::trainer_state::trainer_state(&config, &outcome, train.len());
     crate::util::write_atomic(&ctx.output(TRAINER_STATE), &serde_json::to_vec_pretty(&state)?)?;
+    let order = BatchOrder {
+        examples: train.len(),
+        batch_size: config.batch_size,
+        epochs: train::batch_orders(&config, train, outcome.epochs.len()),
+    };
+    crate::util::write_atomic(&ctx.output(BATCH_ORDER), &serde_json::to_vec(&order)?)?;
     Ok(outcome)
 }
 
 /// transformers' `TrainerState` file, beside the task's metrics.
 pub const TRAINER_STATE: &str = "trainer_state.json";
+
+/// The order the training examples came in ([`BatchOrder`]), beside the task's metrics.
+pub const BATCH_ORDER: &str = "batch_order.json";
+
+/// A training order: per epoch, the indices of the training split's examples (the rows of
+/// the `tokenize` task's train split, in the dataset's order) as the batches took them,
+/// `batch_size` at a time. The file every training writes and a `batch_order` file.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchOrder {
+    pub examples: usize,
+    pub batch_size: usize,
+    pub epochs: Vec<Vec<usize>>,
+}
+
+/// Reads a `batch_order` file and checks it against the training split: for each of the
+/// `epochs` epochs, one permutation of the split's `examples` indices.
+pub fn read_batch_order(path: &Path, examples: usize, epochs: usize) -> Result<Vec<Vec<usize>>> {
+    let read = || -> Result<Vec<Vec<usize>>> {
+        let order: BatchOrder = serde_json::from_slice(&std::fs::read(path)?)?;
+        if order.examples != examples {
+            bail!("it orders {} examples; the training split has {examples}", order.examples);
+        }
+        if order.epochs.len() != epochs {
+            bail!("it holds {} epochs; the task trains {epochs}", order.epochs.len());
+        }
+        for (epoch, indices) in order.epochs.iter().enumerate() {
+            let mut seen = vec![false; examples];
+            for (position, &index) in indices.iter().enumerate() {
+                match seen.get_mut(index) {
+                    None => bail!("epoch {}, position {position}: index {index} is not below {examples}", epoch + 1),
+                    Some(true) => bail!("epoch {}, position {position}: index {index} comes twice", epoch + 1),
+                    Some(slot) => *slot = true,
+                }
+            }
+            if indices.len() != examples {
+                bail!("epoch {} has {} indices, not {examples}", epoch + 1, indices.len());
+            }
+        }
+        Ok(order.epochs)
+    };
+    read().with_context(|| format!("batch_order file {}", path.display()))
+}
+
+/// The `files` of a training kind: the model's, and the `batch_order` file when one is given.
+pub fn training_files(base_dir: &Path, model: &str, batch_order: Option<&str>) -> Result<Vec<(&'static str, PathBuf)>> {
+    let mut files = super::tokenize::model_files(base_dir, model)?;
+    if let Some(order) = batch_order {
+        files.push(("batch_order", base_dir.join(order)));
+    }
+    Ok(files)
+}
 
 /// `group_by_length` in the resolved parameters: `"shuffled"` where it is on, so the keys of
 /// grouped tasks differ from those of the sampler before the batches were shuffled (which

@@ -121,11 +121,7 @@ pub fn train(
     };
     for epoch in first_epoch..=params.epochs {
         let epoch_started = Instant::now();
-        let mut order: Vec<usize> = (0..train.len()).collect();
-        order.shuffle(&mut rng);
-        if params.group_by_length {
-            group_by_length(&mut order, |i| train.length(i), params.batch_size, &mut rng);
-        }
+        let order = epoch_order(&mut rng, train, params, epoch);
         // Dropout draws from libtorch's global generator, whose state tch cannot save: seeding
         // it per epoch from the saved stream makes a resumed epoch draw the same masks.
         tch::manual_seed(rng.random::<i64>());
@@ -228,6 +224,34 @@ pub fn train(
         samples_per_second,
         train_seconds: progress.train_seconds,
     })
+}
+
+/// The order of `epoch`'s training examples, drawn from `rng` as [`train`] draws it: a
+/// shuffle, then length grouping where it is on; a given `batch_order` replaces the result.
+fn epoch_order(rng: &mut rand_chacha::ChaCha8Rng, train: &dyn Examples, params: &TrainConfig, epoch: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    order.shuffle(rng);
+    if params.group_by_length {
+        group_by_length(&mut order, |i| train.length(i), params.batch_size, rng);
+    }
+    if let Some(given) = &params.batch_order {
+        order.clone_from(&given[epoch - 1]);
+    }
+    order
+}
+
+/// The training order of the first `epochs` epochs of a run with `params`, replayed from
+/// its seed as [`train`] draws it (a shuffle and the grouping per epoch, then the epoch's
+/// dropout seed), so a resumed run reports the orders of the epochs it did not run itself.
+pub fn batch_orders(params: &TrainConfig, train: &dyn Examples, epochs: usize) -> Vec<Vec<usize>> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(params.seed);
+    (1..=epochs)
+        .map(|epoch| {
+            let order = epoch_order(&mut rng, train, params, epoch);
+            let _dropout_seed: i64 = rng.random();
+            order
+        })
+        .collect()
 }
 
 /// Trainer's order after an evaluation: the early-stopping callback compares with the best

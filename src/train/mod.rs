@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{bail, Result};
 
 pub use self::data::{Example, Examples, FeatureExamples, Inputs, TokenExamples};
-pub use self::engine::{evaluate, logits, train};
+pub use self::engine::{batch_orders, evaluate, logits, train};
 pub use self::records::{BestEpoch, EpochRecord, Evaluation, LogRecord, Progress, Snapshot, TrainOutcome};
 use crate::model::{LoadedModel, Pooling};
 
@@ -67,6 +67,11 @@ pub struct TrainConfig {
     pub group_by_length: bool,
     pub precision: Precision,
     pub dropout_masks: crate::model::layers::DropoutMasks,
+    /// A given training order, one permutation of the examples per epoch, in place of the
+    /// sampler's (a task's `batch_order` file). The sampler still draws its order first, so
+    /// the dropout stream is the one the run would have had: fed its own order back, a run
+    /// is bit-identical.
+    pub batch_order: Option<Vec<Vec<usize>>>,
     /// Best-epoch tracking and early stopping (Trainer's `metric_for_best_model`, …).
     pub best: BestModel,
 }
