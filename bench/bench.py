@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # The orchestrate variants: tool -> (features dtype, group_by_length, training precision).
 ORCHESTRATE = {"c": ("float32", False, "fp32"), "d": ("bfloat16", False, "fp32"), "g": ("float32", True, "fp32"),
-               "f": ("float32", False, "bf16")}
+               "f": ("float32", False, "bf16"), "h": ("float32", True, "bf16")}
 # The Hugging Face variants: tool -> (hf_job.py --variant, bf16).
 HF = {"a": ("seed", False), "b": ("best", False), "e": ("best", True)}
 HYPER = {
@@ -51,11 +51,12 @@ def parse():
                    help="epochs of head-tuning: the Trainer's default and the lab's (its speed-up grows with them)")
     p.add_argument("--max-len", default="512,256", help="comma-separated")
     p.add_argument("--methods", default="full,head,lora,tfidf", help="comma-separated: full,head,lora,tfidf")
-    p.add_argument("--tools", default="a,b,e,c,f,d,g",
+    p.add_argument("--tools", default="a,b,e,c,f,d,g,h",
                    help="comma-separated: a (seed recipe), b (HF best practice), e (HF best practice, bf16=True), "
                         "c (orchestrate), f (orchestrate, precision = \"bf16\"), "
                         "d (orchestrate, head-tuning on bfloat16 features), "
-                        "g (orchestrate, full fine-tuning and LoRA with group_by_length)")
+                        "g (orchestrate, full fine-tuning and LoRA with group_by_length), "
+                        "h (orchestrate, bf16 and group_by_length)")
     p.add_argument("--data", default=str(ROOT / "data/imdb"))
     p.add_argument("--model", default=str(ROOT / "models/all-MiniLM-L6-v2"))
     p.add_argument("--orchestrate", default=str(ROOT / "target/release/orchestrate"))
@@ -286,7 +287,7 @@ def fmt_rate(row, key):
 
 def table(results, args):
     tool_names = {"a": "(a) seed recipe", "b": "(b) HF best practice", "e": "(e) HF best practice, bf16=True",
-                  "c": "(c) orchestrate", "f": "(c) orchestrate, bf16",
+                  "c": "(c) orchestrate", "f": "(c) orchestrate, bf16", "h": "(c) orchestrate, bf16, group_by_length",
                   "d": "(c) orchestrate, bfloat16 features", "g": "(c) orchestrate, group_by_length",
                   "s": "scikit-learn"}
     lines = [
@@ -369,7 +370,7 @@ def main():
                     continue  # no padding involved: (a) and (b) are both scikit-learn
                 if tool == "d" and method != "head":
                     continue  # only head-tuning has a frozen encoder to run in bfloat16
-                if tool in ("g", "e", "f") and method not in ("full", "lora"):
+                if tool in ("g", "e", "f", "h") and method not in ("full", "lora"):
                     continue  # only these train on token batches (and in mixed precision)
                 t0 = time.perf_counter()
                 if tool in ORCHESTRATE:
@@ -379,14 +380,14 @@ def main():
                     by_tool[key] = hf(margs, work, source, max_len or 512, method, tool)
                 print(f"  {method} max_len {max_len or '-'} ({tool}): {time.perf_counter() - t0:.0f} s", flush=True)
     text, notes = table(results, args)
-    if "full" in methods and ("c" in tools or "f" in tools):
+    if "full" in methods and any(tool in tools for tool in ("c", "f", "g", "h")):
         peaks = {dtype: matmul_peak(args, dtype) for dtype in ("float32", "bfloat16")}
         for dtype, peak in peaks.items():
             notes.append(f"{dtype} matmul through libtorch ({peak['threads']} threads): peak {peak['peak_gflops']:.1f} GFLOP/s "
                          "(" + ", ".join(f"{r['m']}×{r['k']}·{r['k']}×{r['n']} {r['gflops']:.1f}" for r in peak["shapes"]) + ")")
         for max_len in max_lens:
             flops, mean_len = training_flops(args, plans["full"][1], max_len, args.epochs)
-            for tool in ("a", "b", "e", "c", "f", "g"):
+            for tool in ("a", "b", "e", "c", "f", "g", "h"):
                 rows = results.get((max_len, "full"), {}).get(tool)
                 if isinstance(rows, dict):
                     achieved = flops / rows["full"]["train_s"] / 1e9

@@ -40,8 +40,32 @@ def parse():
     p.add_argument("--train", required=True)
     p.add_argument("--eval", required=True)
     p.add_argument("--model", default="models/all-MiniLM-L6-v2")
+    p.add_argument("--batch-order", help="train in this order: a JSON file as orchestrate's batch_order.json "
+                   "(one permutation of the training rows per epoch)")
+    p.add_argument("--dump-order", help="write the order the Trainer's sampler gave, in that format")
     p.add_argument("--out", required=True)
     return p.parse_args()
+
+
+def ordered_sampler(base, given, recorded):
+    """A training sampler that yields the Trainer's own order (`base`) or, when `given` is
+    set, epoch e's order from it, and appends what it yields to `recorded`. The Trainer's
+    sampler still draws its order first, as orchestrate's `batch_order` has it, so the
+    dropout stream stays the run's own: fed its own dump, a run repeats itself. Not a
+    RandomSampler, so accelerate leaves it as it is."""
+    from torch.utils.data import Sampler
+
+    class Ordered(Sampler):
+        def __len__(self):
+            return len(base)
+
+        def __iter__(self):
+            drawn = [int(i) for i in base]
+            order = list(given[len(recorded)]) if given else drawn
+            recorded.append(order)
+            return iter(order)
+
+    return Ordered()
 
 
 def tfidf(args):
@@ -140,7 +164,28 @@ def transformer(args):
         bf16=args.bf16,
         train_sampling_strategy="random" if seed_recipe else "group_by_length",
     )
-    trainer = Trainer(
+    if (args.batch_order or args.dump_order) and seed_recipe:
+        # accelerate swaps a plain RandomSampler for its own seedable one; a wrapper would
+        # change the order it is meant to record.
+        raise SystemExit("--batch-order and --dump-order are for --variant best (group_by_length)")
+    recorded = []
+    given = None
+    if args.batch_order:
+        with open(args.batch_order) as f:
+            given = json.load(f)
+        if given["examples"] != len(train_ds) or len(given["epochs"]) != args.epochs:
+            raise SystemExit(f"{args.batch_order}: {given['examples']} examples x {len(given['epochs'])} epochs, "
+                             f"the run has {len(train_ds)} x {args.epochs}")
+        given = given["epochs"]
+
+    class OrderedTrainer(Trainer):
+        def _get_train_sampler(self, train_dataset=None):
+            base = super()._get_train_sampler(train_dataset)
+            if given is None and not args.dump_order:
+                return base
+            return ordered_sampler(base, given, recorded)
+
+    trainer = OrderedTrainer(
         model=model,
         args=training_args,
         train_dataset=train_ds,
@@ -153,9 +198,14 @@ def transformer(args):
     train_s = result.metrics["train_runtime"] - in_training_evals
     final = trainer.evaluate()
     trainer.save_model(os.path.join(out_dir, "final"))
+    if args.dump_order:
+        with open(args.dump_order, "w") as f:
+            json.dump({"examples": len(train_ds), "batch_size": args.batch_size, "epochs": recorded}, f)
     return {
         args.method: {
             "accuracy": final["eval_accuracy"],
+            "eval_loss": final["eval_loss"],
+            "train_loss": result.metrics["train_loss"],
             "train_s": train_s,
             "eval_s": final["eval_runtime"],
             "train_samples": len(train_df) * args.epochs,
