@@ -110,6 +110,51 @@ fn includes_share_datasets_and_defaults() {
 }
 
 #[test]
+fn a_relative_model_path_in_defaults_is_relative_to_the_file_that_sets_it() {
+    // experiments/exp.toml includes experiments/common/shared.toml; the model lives in
+    // models/tiny, next to experiments/.
+    let root = tempfile::tempdir().unwrap();
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/tiny-bert");
+    let model = root.path().join("models/tiny");
+    std::fs::create_dir_all(&model).unwrap();
+    for file in std::fs::read_dir(&fixture).unwrap() {
+        let file = file.unwrap().path();
+        std::fs::copy(&file, model.join(file.file_name().unwrap())).unwrap();
+    }
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny");
+    let common = root.path().join("experiments/common");
+    std::fs::create_dir_all(&common).unwrap();
+    let shared = format!(
+        "[datasets.tiny]\ntrain = \"{}\"\neval = \"{}\"\n\
+         [tasks.tokens]\nkind = \"tokenize\"\ninputs = \"tiny\"\nmax_len = 16\n",
+        data.join("train.csv").display(),
+        data.join("eval.csv").display()
+    );
+    let folder = |e: &Experiment, task: &str| {
+        let task = &e.tasks[e.find(task).unwrap()];
+        task.base_dir.join(task.params["model"].as_str().unwrap()).canonicalize().unwrap()
+    };
+    let expected = model.canonicalize().unwrap();
+    let exp = root.path().join("experiments/exp.toml");
+    let include = "include = \"common/shared.toml\"\n";
+    let main = "[tasks.ft]\nkind = \"finetune\"\ninputs = \"tokens\"\n";
+
+    // Set in the including file: the included file's task gets the same folder.
+    std::fs::write(common.join("shared.toml"), &shared).unwrap();
+    std::fs::write(&exp, format!("{include}[defaults]\nmodel = \"../models/tiny\"\n{main}")).unwrap();
+    let e = spec::load(&exp).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(folder(&e, "tokens"), expected);
+    assert_eq!(folder(&e, "ft"), expected);
+
+    // Set in the included file: the including file's task gets the same folder.
+    std::fs::write(common.join("shared.toml"), format!("[defaults]\nmodel = \"../../models/tiny\"\n{shared}")).unwrap();
+    std::fs::write(&exp, format!("{include}{main}")).unwrap();
+    let e = spec::load(&exp).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(folder(&e, "tokens"), expected);
+    assert_eq!(folder(&e, "ft"), expected);
+}
+
+#[test]
 fn topological_order_is_deterministic_and_respects_inputs() {
     // Declared before their inputs, in a scrambled order.
     let body = "[tasks.nb]\nkind = \"naive_bayes\"\ninputs = \"f2\"\n\

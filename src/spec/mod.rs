@@ -388,13 +388,37 @@ fn base_table(raw: &RawExperiment, declaration: &Declaration) -> ParamTable {
     for default in shared.chain(per_kind) {
         table.insert(
             default.key.value.clone(),
-            (default.value.clone(), default.key.location.clone()),
+            (default_value(default, &declaration.base_dir), default.key.location.clone()),
         );
     }
     for (key, value) in &declaration.params {
         table.insert(key.value.clone(), (value.clone(), key.location.clone()));
     }
     table
+}
+
+/// Parameters that name a file or folder, relative to the file that sets them.
+const PATH_PARAMS: &[&str] = &["model", "batch_order"];
+
+/// A default's value for a task declared in `task_dir`. A relative path set in another file's
+/// `[defaults]` is relative to that file, as its datasets' paths and includes are: it becomes
+/// absolute (a path that does not exist there, such as a hub id, stays as written). Paths
+/// are not part of keys, their content is, so this changes no key.
+fn default_value(default: &raw::Default, task_dir: &Path) -> toml::Value {
+    let declared_in = &default.key.location.source.path;
+    if let (true, toml::Value::String(value), Some(dir)) = (
+        PATH_PARAMS.contains(&default.key.value.as_str()),
+        &default.value,
+        declared_in.parent(),
+    ) {
+        let there = dir.join(value);
+        if declared_in.is_file() && dir != task_dir && Path::new(value).is_relative() && there.exists() {
+            if let Ok(absolute) = std::path::absolute(&there) {
+                return toml::Value::String(absolute.to_string_lossy().into_owned());
+            }
+        }
+    }
+    default.value.clone()
 }
 
 fn resolve_instance(
