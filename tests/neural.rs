@@ -129,7 +129,8 @@ fn one_seed_gives_identical_weights() {
 #[test]
 fn a_training_writes_its_batch_order_and_replays_a_given_one() {
     let dir = tempfile::tempdir().unwrap();
-    let body = "[tasks.finetune]\nkind = \"finetune\"\ninputs = \"tokens\"\nlr = 1e-3\nepochs = 2\ngroup_by_length = true\n";
+    let body =
+        "[tasks.finetune]\nkind = \"finetune\"\ninputs = \"tokens\"\nlr = 1e-3\nepochs = 2\ngroup_by_length = true\n";
     let own = run(dir.path(), "own", body);
     let order = own.json_file("finetune", "batch_order.json");
     let examples = order["examples"].as_u64().unwrap() as usize;
@@ -138,7 +139,11 @@ fn a_training_writes_its_batch_order_and_replays_a_given_one() {
     for epoch in &epochs {
         let mut sorted = epoch.clone();
         sorted.sort();
-        assert_eq!(sorted, (0..examples).collect::<Vec<_>>(), "a permutation of the training split");
+        assert_eq!(
+            sorted,
+            (0..examples).collect::<Vec<_>>(),
+            "a permutation of the training split"
+        );
     }
     assert_ne!(epochs[0], epochs[1], "each epoch draws its own order");
     let weights = |run: &Run| run.manifest("finetune").files["checkpoint/model.safetensors"].clone();
@@ -166,7 +171,10 @@ fn a_training_writes_its_batch_order_and_replays_a_given_one() {
     std::fs::write(dir.path().join("twice.json"), serde_json::to_vec(&twice).unwrap()).unwrap();
     let bad = run(dir.path(), "bad", &with_order("twice.json"));
     let error = bad.error("finetune");
-    assert!(error.contains("twice.json") && error.contains("epoch 2, position 3"), "{error}");
+    assert!(
+        error.contains("twice.json") && error.contains("epoch 2, position 3"),
+        "{error}"
+    );
 }
 
 #[test]

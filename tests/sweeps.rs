@@ -132,7 +132,10 @@ fn a_relative_model_path_in_defaults_is_relative_to_the_file_that_sets_it() {
     );
     let folder = |e: &Experiment, task: &str| {
         let task = &e.tasks[e.find(task).unwrap()];
-        task.base_dir.join(task.params["model"].as_str().unwrap()).canonicalize().unwrap()
+        task.base_dir
+            .join(task.params["model"].as_str().unwrap())
+            .canonicalize()
+            .unwrap()
     };
     let expected = model.canonicalize().unwrap();
     let exp = root.path().join("experiments/exp.toml");
@@ -147,7 +150,11 @@ fn a_relative_model_path_in_defaults_is_relative_to_the_file_that_sets_it() {
     assert_eq!(folder(&e, "ft"), expected);
 
     // Set in the included file: the including file's task gets the same folder.
-    std::fs::write(common.join("shared.toml"), format!("[defaults]\nmodel = \"../../models/tiny\"\n{shared}")).unwrap();
+    std::fs::write(
+        common.join("shared.toml"),
+        format!("[defaults]\nmodel = \"../../models/tiny\"\n{shared}"),
+    )
+    .unwrap();
     std::fs::write(&exp, format!("{include}{main}")).unwrap();
     let e = spec::load(&exp).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(folder(&e, "tokens"), expected);

@@ -388,7 +388,10 @@ fn base_table(raw: &RawExperiment, declaration: &Declaration) -> ParamTable {
     for default in shared.chain(per_kind) {
         table.insert(
             default.key.value.clone(),
-            (default_value(default, &declaration.base_dir), default.key.location.clone()),
+            (
+                default_value(default, &declaration.base_dir),
+                default.key.location.clone(),
+            ),
         );
     }
     for (key, value) in &declaration.params {

@@ -294,7 +294,11 @@ pub fn train_resumably(
 ) -> Result<TrainOutcome> {
     let mut config = params.config.clone();
     if let Some(file) = params.batch_order {
-        config.batch_order = Some(read_batch_order(&ctx.resolve(Path::new(file)), train.len(), config.epochs)?);
+        config.batch_order = Some(read_batch_order(
+            &ctx.resolve(Path::new(file)),
+            train.len(),
+            config.epochs,
+        )?);
     }
     let outcome = train::train(&hooks(ctx), model, &config, train, eval, n_classes)?;
     let state = train::trainer_state::trainer_state(&config, &outcome, train.len());
@@ -331,7 +335,10 @@ pub fn read_batch_order(path: &Path, examples: usize, epochs: usize) -> Result<V
     let read = || -> Result<Vec<Vec<usize>>> {
         let order: BatchOrder = serde_json::from_slice(&std::fs::read(path)?)?;
         if order.examples != examples {
-            bail!("it orders {} examples; the training split has {examples}", order.examples);
+            bail!(
+                "it orders {} examples; the training split has {examples}",
+                order.examples
+            );
         }
         if order.epochs.len() != epochs {
             bail!("it holds {} epochs; the task trains {epochs}", order.epochs.len());
@@ -340,7 +347,10 @@ pub fn read_batch_order(path: &Path, examples: usize, epochs: usize) -> Result<V
             let mut seen = vec![false; examples];
             for (position, &index) in indices.iter().enumerate() {
                 match seen.get_mut(index) {
-                    None => bail!("epoch {}, position {position}: index {index} is not below {examples}", epoch + 1),
+                    None => bail!(
+                        "epoch {}, position {position}: index {index} is not below {examples}",
+                        epoch + 1
+                    ),
                     Some(true) => bail!("epoch {}, position {position}: index {index} comes twice", epoch + 1),
                     Some(slot) => *slot = true,
                 }

@@ -228,7 +228,12 @@ pub fn train(
 
 /// The order of `epoch`'s training examples, drawn from `rng` as [`train`] draws it: a
 /// shuffle, then length grouping where it is on; a given `batch_order` replaces the result.
-fn epoch_order(rng: &mut rand_chacha::ChaCha8Rng, train: &dyn Examples, params: &TrainConfig, epoch: usize) -> Vec<usize> {
+fn epoch_order(
+    rng: &mut rand_chacha::ChaCha8Rng,
+    train: &dyn Examples,
+    params: &TrainConfig,
+    epoch: usize,
+) -> Vec<usize> {
     let mut order: Vec<usize> = (0..train.len()).collect();
     order.shuffle(rng);
     if params.group_by_length {
