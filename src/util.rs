@@ -144,34 +144,6 @@ pub fn human_bytes(bytes: u64) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[derive(serde::Deserialize)]
-    #[allow(dead_code)]
-    struct Probe {
-        alpha: f64,
-        #[serde(rename = "max_iter")]
-        iterations: u32,
-    }
-
-    #[test]
-    fn struct_fields_reads_serde_names() {
-        assert_eq!(struct_fields::<Probe>(), &["alpha", "max_iter"]);
-    }
-
-    #[test]
-    fn atomic_write_replaces_content() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("a/b.json");
-        write_atomic(&path, b"one").unwrap();
-        write_atomic(&path, b"two").unwrap();
-        assert_eq!(fs::read(&path).unwrap(), b"two");
-        assert_eq!(fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
-    }
-}
-
 /// Makes glibc's malloc keep freed memory in the process instead of returning it to the
 /// system at once. A training step allocates and frees the same large activation tensors
 /// every step (libtorch's CPU allocator is malloc); by default glibc maps blocks over its
@@ -210,5 +182,33 @@ pub fn release_freed_memory() {
     // SAFETY: malloc_trim only returns free pages; it takes the allocator's own locks.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Probe {
+        alpha: f64,
+        #[serde(rename = "max_iter")]
+        iterations: u32,
+    }
+
+    #[test]
+    fn struct_fields_reads_serde_names() {
+        assert_eq!(struct_fields::<Probe>(), &["alpha", "max_iter"]);
+    }
+
+    #[test]
+    fn atomic_write_replaces_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/b.json");
+        write_atomic(&path, b"one").unwrap();
+        write_atomic(&path, b"two").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+        assert_eq!(fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
     }
 }
