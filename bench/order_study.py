@@ -13,7 +13,7 @@ every run's accuracy, and per seed then as a mean with a 95% t-interval over the
   tool, same order:   O - HO  and  OH - H
   order, same tool:   O - OH  and  HO - H
 Results go to <work>/runs.jsonl as they finish; a run already there is not run again, so
-an interrupted study resumes where it stopped.
+an interrupted study resumes where it stopped; --report prints the table of the runs done so far.
 
   bench/.venv-bench/bin/python bench/order_study.py --seeds 42,43,44,45,46
 """
@@ -45,6 +45,7 @@ def parse():
     p.add_argument("--orchestrate", default=str(ROOT / "target/release/orchestrate"))
     p.add_argument("--work", default=str(ROOT / "target/order-study"), help="kept between runs (resumes)")
     p.add_argument("--arms", default=",".join(ARMS), help="comma-separated subset of O,H,HO,OH")
+    p.add_argument("--report", action="store_true", help="print the table from the runs already done; run nothing")
     return p.parse_args()
 
 
@@ -170,7 +171,7 @@ def main():
             f.write(json.dumps(row) + "\n")
         print(f"order-study: seed {seed} {arm}: accuracy {accuracy:.3f}", flush=True)
 
-    for seed in seeds:
+    for seed in [] if args.report else seeds:
         orders = work / f"orders-{seed}"
         orders.mkdir(exist_ok=True)
         own_o, own_h = orders / "orchestrate.json", orders / "trainer.json"

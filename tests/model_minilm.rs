@@ -105,6 +105,7 @@ fn the_minilm_experiments_plan() {
         ("peft-family.toml", 17),
         ("pissa-rank.toml", 33),
         ("peft-lr-probe.toml", 15),
+        ("bf16-accuracy.toml", 11),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let out = support::orchestrate(dir.path())
