@@ -46,6 +46,7 @@ def parse():
     p.add_argument("--work", default=str(ROOT / "target/order-study"), help="kept between runs (resumes)")
     p.add_argument("--arms", default=",".join(ARMS), help="comma-separated subset of O,H,HO,OH")
     p.add_argument("--report", action="store_true", help="print the table from the runs already done; run nothing")
+    p.add_argument("--results", help="the runs file (default <work>/runs.jsonl), e.g. bench/results/order-study-runs.jsonl")
     return p.parse_args()
 
 
@@ -155,7 +156,7 @@ def main():
     args = parse()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    results_file = work / "runs.jsonl"
+    results_file = Path(args.results) if args.results else work / "runs.jsonl"
     done = {}
     if results_file.exists():
         for line in results_file.read_text().splitlines():
